@@ -12,9 +12,9 @@
 //! What fails how:
 //!
 //! - **The whole document** ([`DocumentError`]): YAML that does not parse, a duplicate
-//!   key, a root that is not a mapping, a top-level key other than `approvals`,
-//!   `policies` and `registries`, or a section of the wrong type (`approvals` that is not
-//!   a list). A misspelled section name would otherwise drop every approval at once and
+//!   key, or a root that is not a mapping. Also a top-level key other than `approvals`,
+//!   `policies` and `registries`, and a section of the wrong type (`approvals` that is
+//!   not a list). A misspelled section name would otherwise drop every approval at once and
 //!   roll workloads back, so the caller keeps the last good approvals instead.
 //! - **One entry** ([`EntryError`], skipped): an unknown or misspelled key inside an
 //!   entry, a missing or invalid value, an approval whose patch is not a newer patch of
@@ -203,7 +203,7 @@ impl Approvals {
         self.policy_for(repository).map_or(&DEFAULT_SCHEME, |policy| &policy.scheme)
     }
 
-    /// The mode for `repository`: its policy's, else notify.
+    /// Returns the mode for `repository`: its policy's, else notify.
     pub fn mode_for(&self, repository: &Repository) -> Mode {
         self.policy_for(repository).map_or(Mode::Notify, |policy| policy.mode)
     }
@@ -229,7 +229,7 @@ impl Approvals {
         self.lookup_line(repository, &running.line, namespace)
     }
 
-    /// The approval for a source repository's release `line` in `namespace`.
+    /// Finds the approval for a source repository's release `line` in `namespace`.
     pub fn lookup_line(&self, repository: &Repository, line: &str, namespace: &str) -> Lookup<'_> {
         let Some(positions) = self.index.get(repository).and_then(|lines| lines.get(line)) else {
             return Lookup::None;
@@ -255,7 +255,7 @@ impl Approvals {
         &self.policies
     }
 
-    /// Every valid registry alias, alias to source, ordered by alias.
+    /// Returns every valid registry alias, alias to source, ordered by alias.
     pub fn registry_aliases(&self) -> &BTreeMap<String, String> {
         &self.aliases
     }
@@ -269,7 +269,7 @@ mod tests {
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-    /// The example document of the approvals ConfigMap, with a real digest.
+    /// Builds the example document of the approvals ConfigMap, with a real digest.
     fn example() -> String {
         format!(
             r#"approvals:
@@ -387,7 +387,7 @@ registries:
     #[rstest]
     #[case::unknown_key("image: a\nversion: v1.0.0\npatch: v1.0.0.1-patch\nnamespace: [x]", "unknown field `namespace`")]
     #[case::missing_patch("image: a\nversion: v1.0.0", "missing field `patch`")]
-    #[case::number_patch("image: mysql\nversion: 8.0.1\npatch: 8.1", "invalid type")]
+    #[case::number_patch("image: mysql\nversion: 8.0.1\npatch: 8.1", "invalid type: floating point `8.1`, expected a string; quote tags")]
     #[case::invalid_image("image: Mojaloop/Quoting\nversion: v1.0.0\npatch: v1.0.0.1-patch", r#"repository "Mojaloop/Quoting" must be lowercase"#)]
     #[case::image_with_tag("image: a:v1.0.0\nversion: v1.0.0\npatch: v1.0.0.1-patch", "has a tag or digest")]
     #[case::version_outside("image: a\nversion: latest\npatch: v1.0.0.1-patch", r#"version "latest" is outside the patch-suffix scheme of docker.io/library/a"#)]

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Each container is decided on its own, so an init container of the same repository at
-//! another release line gets the answer for its own line.
+//! another release line gets the decision for its own line.
 
 use crate::approvals::{Approvals, Lookup};
 use crate::reference::ImageRef;

@@ -7,7 +7,7 @@
 //!    `harbor.local:5000/mojaloop/central-ledger` is never read as a tag.
 //! 3. The first `/`-separated part is a registry when it contains `.` or `:`, is
 //!    `localhost`, or is a bracketed IPv6 address. Otherwise the registry is `docker.io`.
-//!    Docker also reads a first part with uppercase letters as a registry; here it stays
+//!    Docker also reads a first part with uppercase letters as a registry. Here it stays
 //!    part of the path, so `Mojaloop/Quoting` is reported as an uppercase repository.
 //! 4. Docker's normalization: the registry host is lowercased, `index.docker.io` becomes
 //!    `docker.io`, and a one-part Docker Hub path gets `library/`.
@@ -93,7 +93,7 @@ pub enum ReferenceError {
         reference: String,
         /// The registry as written.
         registry: String,
-        /// What is wrong with it.
+        /// The problem and its fix.
         reason: &'static str,
     },
     /// The repository path has uppercase letters.
@@ -111,7 +111,7 @@ pub enum ReferenceError {
         reference: String,
         /// The repository path as written.
         repository: String,
-        /// What is wrong with it.
+        /// The problem and its fix.
         reason: &'static str,
     },
     /// The tag breaks the grammar `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
@@ -121,7 +121,7 @@ pub enum ReferenceError {
         reference: String,
         /// The tag as written.
         tag: String,
-        /// What is wrong with it.
+        /// The problem and its fix.
         reason: &'static str,
     },
     /// The digest is malformed or uses an unsupported algorithm.
@@ -131,7 +131,7 @@ pub enum ReferenceError {
         reference: String,
         /// The digest as written.
         digest: String,
-        /// What is wrong with it.
+        /// The problem and its fix.
         reason: &'static str,
     },
     /// A tag or digest was given where only a name is allowed.
@@ -242,7 +242,7 @@ impl std::str::FromStr for ImageRef {
 }
 
 /// Splits the registry off a name when its first part looks like a host.
-fn split_registry(name: &str) -> (Option<&str>, &str) {
+pub(crate) fn split_registry(name: &str) -> (Option<&str>, &str) {
     match name.split_once('/') {
         Some((first, path)) if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') => (Some(first), path),
         _ => (None, name),

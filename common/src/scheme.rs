@@ -1,7 +1,7 @@
 //! Versioning schemes: how a tag splits into a release line and a patch level.
 //!
-//! A scheme reads one tag at a time and either returns its [`TagVersion`] or says that
-//! the tag is outside the scheme. Only canonical spellings are inside: numbers have no
+//! A scheme reads one tag at a time and returns its [`TagVersion`], or `None` when the
+//! tag is outside the scheme. Only canonical spellings are inside: numbers have no
 //! leading zeros and fit in a `u64`, digits are ASCII, a patch keeps its line's `v`
 //! prefix, and nothing follows the parts the scheme names. Every tag therefore has at
 //! most one reading, so picking the newest patch never depends on the order in which a
@@ -57,10 +57,10 @@ pub enum Scheme {
     Regex(regex::Regex),
 }
 
-/// Why a scheme cannot be built from an operator's settings.
+/// Error from building a scheme out of an operator's settings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchemeError {
-    /// The scheme name is none of the built-in ones.
+    /// The scheme name is not a built-in one.
     #[error("unknown scheme {name:?}: use patch-suffix, semver-patch, suffix-counter or regex")]
     UnknownName {
         /// The name as written.

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use regex::Regex;
 
-use crate::reference::{DOCKER_HUB, Repository, normalize_registry};
+use crate::reference::{DOCKER_HUB, Repository, normalize_registry, split_registry};
 
 /// A compiled policy glob.
 #[derive(Debug, Clone)]
@@ -30,10 +30,8 @@ impl Glob {
             return Err(format!("image {image:?} has a tag or digest; a policy names repositories only, such as mojaloop/*"));
         }
 
-        let (registry, path) = match image.split_once('/') {
-            Some((first, path)) if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') => (first, path),
-            _ => (DOCKER_HUB, image),
-        };
+        let (registry, path) = split_registry(image);
+        let registry = registry.unwrap_or(DOCKER_HUB);
         let registry = if registry.contains('*') {
             check_glob_chars(registry, |b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
                 .map_err(|()| format!("image {image:?} has an invalid registry {registry:?}; use a host name such as harbor.local:5000"))?;
