@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the Debian packages that the local test stack needs on a fresh machine:
 # docker-registry (the OCI registries), openssl (certificates for the control
-# plane) and curl (start.sh waits for readiness with it). It reads the package
+# plane), curl (start.sh waits for readiness with it) and apache2-utils
+# (start.sh writes the registry's bcrypt htpasswd file with it). It reads the package
 # index once and installs only what is missing, so a second run is quiet.
 set -euo pipefail
-packages=(docker-registry openssl curl ca-certificates)
+packages=(docker-registry openssl curl ca-certificates apache2-utils)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
