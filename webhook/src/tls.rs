@@ -163,12 +163,88 @@ impl ResolvesServerCert for CertificateResolver {
     }
 }
 
-/// Builds the server config: TLS 1.3 and 1.2 only, HTTP/1.1, certificate from `resolver`.
+/// Builds the server config: TLS 1.3 and 1.2 only, HTTP/1.1, certificate from `resolver`,
+/// no session resumption.
 pub fn server_config(resolver: Arc<CertificateResolver>) -> Result<ServerConfig, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&version::TLS13, &version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // No session resumption: a resumed session skips the certificate, so a client could keep
+    // presenting the old one long after a rotation. The API server keeps its connections
+    // open, so full handshakes are rare.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a CA and serving certificate into `dir` with the certs script.
+    fn certs_in(dir: &Path, extra: &[&str]) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs-script/certs.sh");
+        let status = std::process::Command::new("bash")
+            .arg(script)
+            .args(["--files-only", "--dir"])
+            .arg(dir)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    #[test]
+    fn matching_pair_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        certs_in(dir.path(), &[]);
+
+        let certified =
+            certified_key_from_files(&dir.path().join("tls.crt"), &dir.path().join("tls.key"));
+
+        assert!(certified.is_ok(), "{:?}", certified.err());
+    }
+
+    #[test]
+    fn mismatched_key_rejected() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        certs_in(first.path(), &[]);
+        certs_in(second.path(), &[]);
+
+        let result = certified_key_from_files(
+            &first.path().join("tls.crt"),
+            &second.path().join("tls.key"),
+        );
+
+        assert!(matches!(result, Err(TlsError::Key(_))), "{result:?}");
+    }
+
+    #[test]
+    fn key_in_place_of_certificate_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        certs_in(dir.path(), &[]);
+
+        let result =
+            certified_key_from_files(&dir.path().join("tls.key"), &dir.path().join("tls.key"));
+
+        assert!(matches!(result, Err(TlsError::NoCertificate)), "{result:?}");
+    }
+
+    #[test]
+    fn missing_file_named_in_error() {
+        let result = certified_key_from_files(
+            Path::new("/nonexistent/tls.crt"),
+            Path::new("/nonexistent/tls.key"),
+        );
+
+        let message = result.err().unwrap().to_string();
+        assert!(
+            message.starts_with("cannot read /nonexistent/tls.crt"),
+            "{message}"
+        );
+    }
 }
