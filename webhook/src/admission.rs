@@ -206,8 +206,8 @@ pub fn review(
     }
 }
 
-/// Decides every image of the object. On a Pod UPDATE only images that the update changes
-/// count, so that editing a running Pod's labels never restarts its containers.
+/// Decides every image of the object. On an UPDATE of a Pod or Job only images that the
+/// update changes count (see [`PodSpecLocation::rewrite_unchanged_on_update`]).
 fn decide_images(
     request: &AdmissionRequest<DynamicObject>,
     object: &Value,
@@ -215,18 +215,16 @@ fn decide_images(
     approvals: &Approvals,
 ) -> Vec<ImageRewrite> {
     let namespace = request.namespace.as_deref().unwrap_or_default();
-    let old_pod = match (
-        &request.operation,
-        location.template_metadata,
-        &request.old_object,
-    ) {
-        (Operation::Update, None, Some(old)) => serde_json::to_value(old).ok(),
+    let old_object = match (&request.operation, &request.old_object) {
+        (Operation::Update, Some(old)) if !location.rewrite_unchanged_on_update => {
+            serde_json::to_value(old).ok()
+        }
         _ => None,
     };
 
     let mut rewrites = Vec::new();
     for field in images::image_fields(object, location.spec) {
-        let unchanged_by_update = old_pod
+        let unchanged_by_update = old_object
             .as_ref()
             .and_then(|old| old.pointer(&field.pointer))
             .is_some_and(|old_image| old_image.as_str() == Some(field.image.as_str()));

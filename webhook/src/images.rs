@@ -17,6 +17,10 @@ pub struct PodSpecLocation {
     pub spec: &'static str,
     /// JSON pointer of the pod template's metadata; `None` for a Pod.
     pub template_metadata: Option<&'static str>,
+    /// Whether an UPDATE may rewrite images that it does not change. False for Pods, where a
+    /// new image restarts the container, and for Jobs, whose pod template is immutable so
+    /// that the API server would reject the update.
+    pub rewrite_unchanged_on_update: bool,
 }
 
 /// Returns where `kind` keeps its pod spec, or `None` for a kind that is not handled.
@@ -24,18 +28,23 @@ pub fn pod_spec_location(kind: &GroupVersionKind) -> Option<PodSpecLocation> {
     let template = PodSpecLocation {
         spec: "/spec/template/spec",
         template_metadata: Some("/spec/template/metadata"),
+        rewrite_unchanged_on_update: true,
     };
     match (kind.group.as_str(), kind.kind.as_str()) {
         ("", "Pod") => Some(PodSpecLocation {
             spec: "/spec",
             template_metadata: None,
+            rewrite_unchanged_on_update: false,
         }),
-        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet") | ("batch", "Job") => {
-            Some(template)
-        }
+        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet") => Some(template),
+        ("batch", "Job") => Some(PodSpecLocation {
+            rewrite_unchanged_on_update: false,
+            ..template
+        }),
         ("batch", "CronJob") => Some(PodSpecLocation {
             spec: "/spec/jobTemplate/spec/template/spec",
             template_metadata: Some("/spec/jobTemplate/spec/template/metadata"),
+            rewrite_unchanged_on_update: true,
         }),
         _ => None,
     }

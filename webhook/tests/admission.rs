@@ -311,10 +311,13 @@ async fn ephemeral_container_added_patched() {
     assert_eq!(warnings(&response).len(), 1);
 }
 
+#[rstest]
+#[case("pod")]
+#[case("job")]
 #[tokio::test]
-async fn pod_update_keeps_images_it_does_not_change() {
+async fn update_keeps_images_it_does_not_change(#[case] kind: &str) {
     let router = router();
-    let mut review = review("pod");
+    let mut review = review(kind);
     review["request"]["operation"] = json!("UPDATE");
     review["request"]["oldObject"] = review["request"]["object"].clone();
     review["request"]["object"]["metadata"]["labels"]["team"] = json!("payments");
@@ -322,6 +325,21 @@ async fn pod_update_keeps_images_it_does_not_change() {
     let response = mutate(&router, &review).await;
 
     assert!(response.get("patch").is_none(), "patch: {response}");
+}
+
+#[tokio::test]
+async fn job_update_changing_image_patched() {
+    let router = router();
+    let mut review = review("job");
+    review["request"]["operation"] = json!("UPDATE");
+    review["request"]["oldObject"] = review["request"]["object"].clone();
+    review["request"]["oldObject"]["spec"]["template"]["spec"]["containers"][0]["image"] =
+        json!("mojaloop/quoting-service:v10.3.0");
+
+    let response = mutate(&router, &review).await;
+
+    let patched = apply(&review, &response);
+    assert_eq!(image_of(&patched, "job", "containers", "app"), PATCHED);
 }
 
 #[tokio::test]
