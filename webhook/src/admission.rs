@@ -1,0 +1,444 @@
+//! AdmissionReview in, AdmissionReview out: reading the request, deciding each image with
+//! [`common::decide`], and building the JSONPatch, warnings and previous-images annotation.
+//!
+//! ```text
+//!   body ──parse_review──► AdmissionRequest ──review──► AdmissionResponse
+//!                                               │  (uid echoed, allowed: true)
+//!          images::image_fields per kind ───────┤
+//!          common::decide per image ────────────┘  patch: replace .../image, add annotation
+//! ```
+//!
+//! Every response allows the object: the webhook mutates, it never rejects.
+
+use std::collections::BTreeMap;
+
+use common::{Approvals, Decision, Rewrite};
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use kube::core::DynamicObject;
+use kube::core::admission::{
+    AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
+};
+use serde_json::{Value, json};
+
+use crate::images::{self, ImageField, PodSpecLocation};
+use crate::metrics::Outcome;
+
+/// Annotation that records the images an object had before its rewrite: a JSON object from
+/// container name to image, for example `{"app":"mojaloop/quoting-service:v10.4.0"}`.
+pub const PREVIOUS_IMAGES_ANNOTATION: &str = "patches.mojaloop.io/previous-images";
+
+/// The API server shows warnings up to this many characters and truncates longer ones.
+const MAX_WARNING_CHARS: usize = 256;
+
+/// Whether rewrites are applied or only reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Mode {
+    /// Apply rewrites with a JSONPatch.
+    #[default]
+    Enforce,
+    /// Leave objects unchanged and warn what would be rewritten.
+    Audit,
+}
+
+/// Why a request body is not a usable AdmissionReview. Each is answered with HTTP 400.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// The body does not parse as JSON.
+    #[error("request body is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// The body is JSON, but not an `admission.k8s.io/v1` AdmissionReview.
+    #[error(
+        "expected apiVersion {META_API_VERSION_V1:?} and kind {META_KIND:?}, found apiVersion {api_version:?} and kind {kind:?}"
+    )]
+    WrongType {
+        /// The `apiVersion` found, empty when absent.
+        api_version: String,
+        /// The `kind` found, empty when absent.
+        kind: String,
+    },
+    /// The AdmissionReview has no `request`.
+    #[error("AdmissionReview has no request")]
+    MissingRequest,
+    /// The `request` does not have the AdmissionRequest shape.
+    #[error("AdmissionReview request is invalid: {0}")]
+    InvalidRequest(serde_json::Error),
+}
+
+/// Parses a request body into the AdmissionRequest it carries.
+pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
+    let value: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
+
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if api_version != META_API_VERSION_V1 || kind != META_KIND {
+        return Err(ReviewError::WrongType {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+        });
+    }
+    if value.get("request").is_none_or(Value::is_null) {
+        return Err(ReviewError::MissingRequest);
+    }
+
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_value(value).map_err(ReviewError::InvalidRequest)?;
+    review.try_into().map_err(|_| ReviewError::MissingRequest)
+}
+
+/// One image the review rewrites, or would rewrite in audit mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRewrite {
+    /// The image field.
+    pub field: ImageField,
+    /// The decision's rewrite.
+    pub rewrite: Rewrite,
+}
+
+/// The answer to one AdmissionRequest.
+#[derive(Debug)]
+pub struct Review {
+    /// The response: always allowed, with the request's uid.
+    pub response: AdmissionResponse,
+    /// How the review ended, for metrics and logs.
+    pub outcome: Outcome,
+    /// The rewrites applied (enforce) or reported (audit).
+    pub rewrites: Vec<ImageRewrite>,
+}
+
+impl Review {
+    fn unchanged(
+        request: &AdmissionRequest<DynamicObject>,
+        outcome: Outcome,
+        warning: Option<String>,
+    ) -> Self {
+        let mut response = AdmissionResponse::from(request);
+        response.warnings = warning.map(|warning| vec![warning]);
+        Self {
+            response,
+            outcome,
+            rewrites: Vec::new(),
+        }
+    }
+
+    /// Allows the object unchanged after an internal fault, with a warning that says so.
+    pub fn internal_error(request: &AdmissionRequest<DynamicObject>, reason: &str) -> Self {
+        Self::unchanged(
+            request,
+            Outcome::Error,
+            Some(format!(
+                "image-patch: internal error ({reason}); object admitted unchanged"
+            )),
+        )
+    }
+
+    /// Allows the object unchanged because no approvals were loaded yet.
+    pub fn not_loaded(request: &AdmissionRequest<DynamicObject>) -> Self {
+        Self::unchanged(
+            request,
+            Outcome::Unchanged,
+            Some("image-patch: approvals not loaded yet; object admitted unchanged".to_owned()),
+        )
+    }
+}
+
+/// Reviews one request: finds its image fields, decides each under `approvals`, and builds
+/// the response. Never fails: a fault becomes an allowed, unchanged response with a warning.
+pub fn review(
+    request: &AdmissionRequest<DynamicObject>,
+    approvals: &Approvals,
+    mode: Mode,
+) -> Review {
+    let Some(object) = &request.object else {
+        // DELETE and CONNECT carry no object to mutate.
+        return Review::unchanged(request, Outcome::Unchanged, None);
+    };
+    let Some(location) = images::pod_spec_location(&request.kind) else {
+        let warning = format!(
+            "image-patch: kind {} is not handled; object admitted unchanged",
+            display_kind(&request.kind)
+        );
+        return Review::unchanged(request, Outcome::UnknownKind, Some(warning));
+    };
+    let object = match serde_json::to_value(object) {
+        Ok(object) => object,
+        Err(error) => {
+            return Review::internal_error(request, &format!("cannot read object: {error}"));
+        }
+    };
+
+    let rewrites = decide_images(request, &object, location, approvals);
+    if rewrites.is_empty() {
+        return Review::unchanged(request, Outcome::Unchanged, None);
+    }
+
+    let warnings = rewrites
+        .iter()
+        .map(|rewrite| rewrite_warning(rewrite, mode))
+        .collect();
+    let mut response = AdmissionResponse::from(request);
+    response.warnings = Some(warnings);
+    if mode == Mode::Audit {
+        return Review {
+            response,
+            outcome: Outcome::Audited,
+            rewrites,
+        };
+    }
+
+    let patch = match build_patch(&object, location, &rewrites) {
+        Ok(patch) => patch,
+        Err(reason) => return Review::internal_error(request, &reason),
+    };
+    match response.with_patch(patch) {
+        Ok(response) => Review {
+            response,
+            outcome: Outcome::Patched,
+            rewrites,
+        },
+        Err(error) => Review::internal_error(request, &error.to_string()),
+    }
+}
+
+/// Decides every image of the object. On an UPDATE of a Pod or Job only images that the
+/// update changes count (see [`PodSpecLocation::rewrite_unchanged_on_update`]).
+fn decide_images(
+    request: &AdmissionRequest<DynamicObject>,
+    object: &Value,
+    location: PodSpecLocation,
+    approvals: &Approvals,
+) -> Vec<ImageRewrite> {
+    let namespace = request.namespace.as_deref().unwrap_or_default();
+    let old_object = match (&request.operation, &request.old_object) {
+        (Operation::Update, Some(old)) if !location.rewrite_unchanged_on_update => {
+            serde_json::to_value(old).ok()
+        }
+        _ => None,
+    };
+
+    let mut rewrites = Vec::new();
+    for field in images::image_fields(object, location.spec) {
+        let unchanged_by_update = old_object
+            .as_ref()
+            .and_then(|old| old.pointer(&field.pointer))
+            .is_some_and(|old_image| old_image.as_str() == Some(field.image.as_str()));
+        if unchanged_by_update {
+            continue;
+        }
+
+        match common::decide(&field.image, namespace, approvals) {
+            Decision::Rewrite(rewrite) => rewrites.push(ImageRewrite { field, rewrite }),
+            Decision::Keep(reason) => {
+                tracing::debug!(container = %field.container, image = %field.image, ?reason, "image kept");
+            }
+        }
+    }
+    rewrites
+}
+
+fn rewrite_warning(rewrite: &ImageRewrite, mode: Mode) -> String {
+    let ImageRewrite { field, rewrite } = rewrite;
+    let verb = match mode {
+        Mode::Enforce => "rewritten to",
+        Mode::Audit => "would be rewritten to (audit mode)",
+    };
+    let warning = format!(
+        "image-patch: container {:?} image {} {verb} {} (approvals[{}])",
+        field.container, rewrite.from, rewrite.to, rewrite.approval_index
+    );
+    if warning.chars().count() <= MAX_WARNING_CHARS {
+        return warning;
+    }
+    let mut short: String = warning.chars().take(MAX_WARNING_CHARS - 3).collect();
+    short.push_str("...");
+    short
+}
+
+/// Builds the JSONPatch: one `replace` per image, and the previous-images annotation on the
+/// object and, for workloads, on the pod template so that its Pods carry it too.
+fn build_patch(
+    object: &Value,
+    location: PodSpecLocation,
+    rewrites: &[ImageRewrite],
+) -> Result<Patch, String> {
+    let mut operations = Vec::new();
+    for ImageRewrite { field, rewrite } in rewrites {
+        operations.push(PatchOperation::Replace(ReplaceOperation {
+            path: parse_pointer(&field.pointer)?,
+            value: Value::String(rewrite.to.clone()),
+        }));
+    }
+
+    let previous: BTreeMap<String, String> = rewrites
+        .iter()
+        .map(|ImageRewrite { field, rewrite }| (field.container.clone(), rewrite.from.clone()))
+        .collect();
+    operations.push(annotation_operation(object, "/metadata", &previous)?);
+    if let Some(template_metadata) = location.template_metadata {
+        operations.push(annotation_operation(object, template_metadata, &previous)?);
+    }
+    Ok(Patch(operations))
+}
+
+/// Builds the `add` that sets the previous-images annotation under `metadata_pointer`,
+/// keeping entries already recorded for containers that this review does not rewrite.
+fn annotation_operation(
+    object: &Value,
+    metadata_pointer: &str,
+    previous: &BTreeMap<String, String>,
+) -> Result<PatchOperation, String> {
+    let metadata = object.pointer(metadata_pointer);
+    let annotations = metadata
+        .and_then(|metadata| metadata.get("annotations"))
+        .and_then(Value::as_object);
+
+    let mut recorded: BTreeMap<String, String> = annotations
+        .and_then(|annotations| annotations.get(PREVIOUS_IMAGES_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|recorded| serde_json::from_str(recorded).ok())
+        .unwrap_or_default();
+    recorded.extend(
+        previous
+            .iter()
+            .map(|(container, image)| (container.clone(), image.clone())),
+    );
+    let value = serde_json::to_string(&recorded).map_err(|error| error.to_string())?;
+
+    let (path, value) = match (metadata, annotations) {
+        (None, _) => (
+            parse_pointer(metadata_pointer)?,
+            json!({"annotations": {PREVIOUS_IMAGES_ANNOTATION: value}}),
+        ),
+        (Some(_), None) => {
+            let path = parse_pointer(&format!("{metadata_pointer}/annotations"))?;
+            (path, json!({PREVIOUS_IMAGES_ANNOTATION: value}))
+        }
+        (Some(_), Some(_)) => {
+            let mut path = parse_pointer(&format!("{metadata_pointer}/annotations"))?;
+            path.push_back(PREVIOUS_IMAGES_ANNOTATION);
+            (path, Value::String(value))
+        }
+    };
+    Ok(PatchOperation::Add(AddOperation { path, value }))
+}
+
+fn parse_pointer(pointer: &str) -> Result<PointerBuf, String> {
+    PointerBuf::parse(pointer).map_err(|error| format!("invalid JSON pointer {pointer:?}: {error}"))
+}
+
+/// Formats a kind as `group/version/Kind`, or `version/Kind` for the core group.
+pub fn display_kind(kind: &kube::core::GroupVersionKind) -> String {
+    if kind.group.is_empty() {
+        format!("{}/{}", kind.version, kind.kind)
+    } else {
+        format!("{}/{}/{}", kind.group, kind.version, kind.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotation_added_without_annotations() {
+        let object = json!({"metadata": {"name": "quoting"}});
+        let previous = BTreeMap::from([(
+            "app".to_owned(),
+            "mojaloop/quoting-service:v10.4.0".to_owned(),
+        )]);
+
+        let operation = annotation_operation(&object, "/metadata", &previous).unwrap();
+
+        let mut patched = object.clone();
+        json_patch::patch(&mut patched, &[operation]).unwrap();
+        assert_eq!(
+            patched["metadata"]["annotations"][PREVIOUS_IMAGES_ANNOTATION],
+            r#"{"app":"mojaloop/quoting-service:v10.4.0"}"#
+        );
+    }
+
+    #[test]
+    fn annotation_added_without_template_metadata() {
+        let object = json!({"spec": {"template": {"spec": {}}}});
+        let previous = BTreeMap::from([("app".to_owned(), "a:v1.0.0".to_owned())]);
+
+        let operation =
+            annotation_operation(&object, "/spec/template/metadata", &previous).unwrap();
+
+        let mut patched = object.clone();
+        json_patch::patch(&mut patched, &[operation]).unwrap();
+        assert_eq!(
+            patched["spec"]["template"]["metadata"]["annotations"][PREVIOUS_IMAGES_ANNOTATION],
+            r#"{"app":"a:v1.0.0"}"#
+        );
+    }
+
+    #[test]
+    fn annotation_merges_recorded_entries() {
+        let recorded = r#"{"app":"a:v1.0.0","sidecar":"b:v2.0.0"}"#;
+        let object = json!({"metadata": {"annotations": {"team": "payments", PREVIOUS_IMAGES_ANNOTATION: recorded}}});
+        let previous = BTreeMap::from([("app".to_owned(), "a:v1.0.1".to_owned())]);
+
+        let operation = annotation_operation(&object, "/metadata", &previous).unwrap();
+
+        let mut patched = object.clone();
+        json_patch::patch(&mut patched, &[operation]).unwrap();
+        let annotations = &patched["metadata"]["annotations"];
+        assert_eq!(annotations["team"], "payments");
+        assert_eq!(
+            annotations[PREVIOUS_IMAGES_ANNOTATION],
+            r#"{"app":"a:v1.0.1","sidecar":"b:v2.0.0"}"#
+        );
+    }
+
+    #[test]
+    fn warning_longer_than_limit_is_cut() {
+        let long_name = format!("registry.example.org/{}", "x".repeat(300));
+        let rewrite = ImageRewrite {
+            field: ImageField {
+                pointer: "/spec/containers/0/image".to_owned(),
+                list: "containers",
+                container: "app".to_owned(),
+                image: format!("{long_name}:v1.0.0"),
+            },
+            rewrite: Rewrite {
+                from: format!("{long_name}:v1.0.0"),
+                to: format!("{long_name}:v1.0.0.1-patch"),
+                approval_index: 0,
+            },
+        };
+
+        let warning = rewrite_warning(&rewrite, Mode::Enforce);
+
+        assert_eq!(warning.chars().count(), MAX_WARNING_CHARS);
+        assert!(warning.ends_with("..."));
+    }
+
+    #[test]
+    fn parse_rejects_wrong_api_version() {
+        let body =
+            br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}"#;
+
+        let error = parse_review(body).unwrap_err();
+
+        assert!(
+            matches!(error, ReviewError::WrongType { ref api_version, .. } if api_version == "admission.k8s.io/v1beta1")
+        );
+    }
+
+    #[test]
+    fn parse_rejects_missing_request() {
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#;
+
+        assert!(matches!(
+            parse_review(body),
+            Err(ReviewError::MissingRequest)
+        ));
+    }
+}

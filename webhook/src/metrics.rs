@@ -1,0 +1,195 @@
+//! Prometheus metrics in a registry owned by the app, served on `/metrics`.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// How an admission review ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum Outcome {
+    /// Allowed with a JSONPatch that rewrites at least one image.
+    Patched,
+    /// Audit mode: allowed unchanged, with a warning per rewrite it would make.
+    Audited,
+    /// Allowed unchanged because nothing needed a rewrite.
+    Unchanged,
+    /// Allowed unchanged because the object's kind is not handled.
+    UnknownKind,
+    /// Allowed unchanged after an internal fault.
+    Error,
+    /// Rejected with HTTP 400 or 413: not a usable AdmissionReview.
+    Invalid,
+}
+
+/// Labels of the request counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The object's kind (`Pod`, `Deployment`, …), empty when the request could not be read.
+    pub kind: String,
+    /// How the review ended.
+    pub outcome: Outcome,
+    /// Whether the API request was a dry run.
+    pub dry_run: bool,
+}
+
+/// Labels of the rewrite counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RewriteLabels {
+    /// The object's kind.
+    pub kind: String,
+    /// `enforce` for applied rewrites, `audit` for reported ones.
+    pub mode: String,
+}
+
+/// Which part of the approvals document was wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum ConfigErrorKind {
+    /// The whole document was unusable; the last good approvals stay in force.
+    Document,
+    /// One entry was invalid and skipped.
+    Entry,
+}
+
+/// Labels of the config error counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ConfigErrorLabels {
+    /// Document or entry.
+    pub kind: ConfigErrorKind,
+}
+
+/// Labels of the certificate reload counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `success` or `failure`.
+    pub outcome: String,
+}
+
+/// Every metric of the webhook.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Admission requests by kind, outcome and dry run.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Image rewrites, applied or reported in audit mode.
+    pub rewrites: Family<RewriteLabels, Counter>,
+    /// Time spent on one admission request, body read included.
+    pub duration: Histogram,
+    /// Number of valid approvals in force.
+    pub approvals_loaded: Gauge,
+    /// Approvals documents or entries that were rejected.
+    pub config_errors: Family<ConfigErrorLabels, Counter>,
+    /// TLS certificate reloads by outcome.
+    pub certificate_reloads: Family<ReloadLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them under the prefix `image_patch_webhook`.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("image_patch_webhook");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let rewrites = Family::<RewriteLabels, Counter>::default();
+        // 0.25 ms to about 4 s: admission answers from memory in well under a millisecond,
+        // and the API server gives up at the 5 s webhook timeout.
+        let duration = Histogram::new(exponential_buckets(0.000_25, 2.5, 11));
+        let approvals_loaded = Gauge::default();
+        let config_errors = Family::<ConfigErrorLabels, Counter>::default();
+        let certificate_reloads = Family::<ReloadLabels, Counter>::default();
+
+        registry.register(
+            "admission_requests",
+            "Admission requests by object kind, outcome and dry run",
+            requests.clone(),
+        );
+        registry.register(
+            "image_rewrites",
+            "Image rewrites applied (enforce) or reported (audit)",
+            rewrites.clone(),
+        );
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer one admission request",
+            duration.clone(),
+        );
+        registry.register(
+            "approvals_loaded",
+            "Valid approvals in force",
+            approvals_loaded.clone(),
+        );
+        registry.register(
+            "approvals_config_errors",
+            "Rejected approvals documents (kind=document) and skipped entries (kind=entry)",
+            config_errors.clone(),
+        );
+        registry.register(
+            "certificate_reloads",
+            "TLS certificate reloads from disk by outcome",
+            certificate_reloads.clone(),
+        );
+
+        Self {
+            registry,
+            requests,
+            rewrites,
+            duration,
+            approvals_loaded,
+            config_errors,
+            certificate_reloads,
+        }
+    }
+
+    /// Encodes every metric in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// Counts one admission request.
+    pub fn count_request(&self, kind: &str, outcome: Outcome, dry_run: bool) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                kind: kind.to_owned(),
+                outcome,
+                dry_run,
+            })
+            .inc();
+    }
+
+    /// Counts `count` rewrites of one request.
+    pub fn count_rewrites(&self, kind: &str, audit: bool, count: usize) {
+        let mode = if audit { "audit" } else { "enforce" };
+        self.rewrites
+            .get_or_create(&RewriteLabels {
+                kind: kind.to_owned(),
+                mode: mode.to_owned(),
+            })
+            .inc_by(count as u64);
+    }
+
+    /// Counts `count` approvals config errors of one kind.
+    pub fn count_config_errors(&self, kind: ConfigErrorKind, count: usize) {
+        self.config_errors
+            .get_or_create(&ConfigErrorLabels { kind })
+            .inc_by(count as u64);
+    }
+
+    /// Counts one certificate reload.
+    pub fn count_certificate_reload(&self, success: bool) {
+        let outcome = if success { "success" } else { "failure" };
+        self.certificate_reloads
+            .get_or_create(&ReloadLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+}

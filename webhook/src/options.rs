@@ -1,0 +1,129 @@
+//! Command-line options; every flag can also be set by an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::admission::Mode;
+
+/// Mutating admission webhook that rewrites container images to approved patch tags.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Options {
+    /// Address of the HTTPS server.
+    #[arg(long, env = "WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+
+    /// PEM certificate chain of the HTTPS server; reloaded when it changes.
+    #[arg(
+        long,
+        env = "WEBHOOK_TLS_CERT",
+        default_value = "/etc/image-patch-webhook/tls/tls.crt"
+    )]
+    pub tls_cert: PathBuf,
+
+    /// PEM private key of the HTTPS server; reloaded when it changes.
+    #[arg(
+        long,
+        env = "WEBHOOK_TLS_KEY",
+        default_value = "/etc/image-patch-webhook/tls/tls.key"
+    )]
+    pub tls_key: PathBuf,
+
+    /// How often the certificate and key files are checked for changes (`5s`, `500ms`).
+    #[arg(long, env = "WEBHOOK_TLS_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub tls_poll_interval: Duration,
+
+    /// Read approvals from this file instead of the ConfigMap, for local runs and benchmarks.
+    #[arg(long, env = "WEBHOOK_APPROVALS_FILE")]
+    pub approvals_file: Option<PathBuf>,
+
+    /// How often the approvals file is checked for changes.
+    #[arg(long, env = "WEBHOOK_APPROVALS_POLL_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub approvals_poll_interval: Duration,
+
+    /// Namespace of the approvals ConfigMap: the webhook's own.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "image-patch-system")]
+    pub namespace: String,
+
+    /// `audit` only warns what would be rewritten, in every namespace.
+    #[arg(long, env = "WEBHOOK_MODE", value_enum, default_value_t = Mode::Enforce)]
+    pub mode: Mode,
+
+    /// Largest accepted AdmissionReview body, in bytes.
+    #[arg(long, env = "WEBHOOK_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Time allowed to receive a request; keep it below the webhook timeout of 5 s.
+    #[arg(long, env = "WEBHOOK_REQUEST_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Time between SIGTERM and closing the listener, while `/readyz` fails, so that the
+    /// Service stops sending new connections first.
+    #[arg(long, env = "WEBHOOK_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// Time allowed for requests in flight to finish after the listener closed.
+    #[arg(long, env = "WEBHOOK_DRAIN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Log format: `json` for the cluster, `plain` for a terminal.
+    #[arg(long, env = "WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object a line.
+    Json,
+    /// Human-readable lines.
+    Plain,
+}
+
+/// Parses a duration written as a whole number with a unit: `ms`, `s` or `m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        _ => Err(format!("{text:?} has no unit: write 500ms, 5s or 2m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("500ms", Some(Duration::from_millis(500)))]
+    #[case("5s", Some(Duration::from_secs(5)))]
+    #[case("2m", Some(Duration::from_secs(120)))]
+    #[case("0s", Some(Duration::ZERO))]
+    #[case("5", None)]
+    #[case("s", None)]
+    #[case("1.5s", None)]
+    #[case("5h", None)]
+    fn duration_parsing(#[case] text: &str, #[case] expected: Option<Duration>) {
+        assert_eq!(parse_duration(text).ok(), expected);
+    }
+
+    #[test]
+    fn options_defaults_parse() {
+        let options = Options::try_parse_from(["image-patch-webhook"]).unwrap();
+
+        assert_eq!(options.listen, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(options.mode, Mode::Enforce);
+        assert_eq!(options.request_timeout, Duration::from_secs(3));
+    }
+}

@@ -1,0 +1,198 @@
+//! The approvals in force, swapped as a whole when their source changes.
+//!
+//! ```text
+//!   ConfigMap image-patch-approvals ──watch──┐
+//!                                            ├──► ApprovalsStore::apply_document ──► ArcSwap<Approvals>
+//!   --approvals-file ───────────poll─────────┘                                         │ load()
+//!                                                                    admission handler ◄┘
+//! ```
+//!
+//! A request reads the store without waiting: it takes the approvals in force at that moment.
+//! A document that cannot be parsed is reported and leaves the last good approvals in force.
+//! The store is ready once a document was loaded, or once the watch saw that the ConfigMap
+//! does not exist (no approvals, so no rewrites).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use common::Approvals;
+use common::approvals::{CONFIGMAP_KEY, CONFIGMAP_NAME};
+use futures::TryStreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+
+use crate::metrics::{ConfigErrorKind, Metrics};
+
+/// The approvals in force and whether any were loaded yet.
+#[derive(Debug)]
+pub struct ApprovalsStore {
+    current: ArcSwap<Approvals>,
+    loaded: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl ApprovalsStore {
+    /// Creates an empty store that is not ready until the first load.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Approvals::default()),
+            loaded: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    /// Returns the approvals in force (empty before the first load).
+    pub fn load(&self) -> Arc<Approvals> {
+        self.current.load_full()
+    }
+
+    /// Whether approvals were loaded at least once.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Parses `document` and puts its valid entries in force. Invalid entries are logged,
+    /// counted and skipped. A document that cannot be parsed is logged and counted, and the
+    /// last good approvals stay in force. `source` names where the document came from.
+    pub fn apply_document(
+        &self,
+        document: &str,
+        source: &str,
+    ) -> Result<(), common::approvals::DocumentError> {
+        let (approvals, entry_errors) = match Approvals::parse(document) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                tracing::warn!(%error, source, "approvals document rejected; the last good approvals stay in force");
+                self.metrics
+                    .count_config_errors(ConfigErrorKind::Document, 1);
+                return Err(error);
+            }
+        };
+
+        for error in &entry_errors {
+            tracing::warn!(%error, source, "invalid approvals entry skipped");
+        }
+        self.metrics
+            .count_config_errors(ConfigErrorKind::Entry, entry_errors.len());
+
+        let count = approvals.approvals().len();
+        self.replace(approvals);
+        tracing::info!(
+            approvals = count,
+            skipped = entry_errors.len(),
+            source,
+            "approvals loaded"
+        );
+        Ok(())
+    }
+
+    /// Puts an empty set of approvals in force, because the source has no document.
+    pub fn apply_absent(&self, source: &str) {
+        self.replace(Approvals::default());
+        tracing::warn!(source, "no approvals document; no image is rewritten");
+    }
+
+    fn replace(&self, approvals: Approvals) {
+        self.metrics
+            .approvals_loaded
+            .set(approvals.approvals().len() as i64);
+        self.current.store(Arc::new(approvals));
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// Watches the ConfigMap `image-patch-approvals` in `namespace` and applies each version
+    /// of it. Runs until the task is dropped; watch errors are logged and retried with backoff.
+    pub async fn watch_configmap(self: Arc<Self>, client: Client, namespace: String) {
+        let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
+        let config = watcher::Config::default().fields(&format!("metadata.name={CONFIGMAP_NAME}"));
+        let source = format!("configmap {namespace}/{CONFIGMAP_NAME}");
+
+        // Whether the current initial listing found the ConfigMap.
+        let mut listed = false;
+        let events = watcher(api, config).default_backoff();
+        futures::pin_mut!(events);
+        loop {
+            match events.try_next().await {
+                Ok(Some(event)) => match event {
+                    watcher::Event::Init => listed = false,
+                    watcher::Event::InitApply(configmap) | watcher::Event::Apply(configmap) => {
+                        listed = true;
+                        self.apply_configmap(&configmap, &source);
+                    }
+                    watcher::Event::InitDone if !listed => self.apply_absent(&source),
+                    watcher::Event::InitDone => {}
+                    watcher::Event::Delete(_) => self.apply_absent(&source),
+                },
+                Ok(None) => return,
+                Err(error) => tracing::warn!(%error, source, "approvals watch failed; retrying"),
+            }
+        }
+    }
+
+    fn apply_configmap(&self, configmap: &ConfigMap, source: &str) {
+        let document = configmap
+            .data
+            .as_ref()
+            .and_then(|data| data.get(CONFIGMAP_KEY));
+        match document {
+            Some(document) => {
+                // The error is logged and counted inside.
+                let _ = self.apply_document(document, source);
+            }
+            None => {
+                tracing::warn!(
+                    source,
+                    key = CONFIGMAP_KEY,
+                    "approvals ConfigMap has no such key; the last good approvals stay in force"
+                );
+                self.metrics
+                    .count_config_errors(ConfigErrorKind::Document, 1);
+            }
+        }
+    }
+
+    /// Reads `path` every `interval` and applies its contents each time they change.
+    /// A missing or unreadable file is logged and leaves the last good approvals in force.
+    pub async fn poll_file(self: Arc<Self>, path: PathBuf, interval: Duration) {
+        let source = path.display().to_string();
+        let mut last: Option<Vec<u8>> = None;
+        // Logged once until the file can be read again, not on every poll.
+        let mut read_failing = false;
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let contents = match tokio::fs::read(&path).await {
+                Ok(contents) => {
+                    read_failing = false;
+                    contents
+                }
+                Err(error) => {
+                    if !read_failing {
+                        tracing::warn!(%error, source, "cannot read approvals file; the last good approvals stay in force");
+                        read_failing = true;
+                    }
+                    continue;
+                }
+            };
+            if last.as_ref() == Some(&contents) {
+                continue;
+            }
+            match std::str::from_utf8(&contents) {
+                Ok(document) => {
+                    let _ = self.apply_document(document, &source);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, source, "approvals file is not UTF-8; the last good approvals stay in force");
+                    self.metrics
+                        .count_config_errors(ConfigErrorKind::Document, 1);
+                }
+            }
+            last = Some(contents);
+        }
+    }
+}
