@@ -1,6 +1,18 @@
 //! The rewrite decision: one pure function used by the webhook and the scanner's rollout.
+//!
+//! ```text
+//!   image ─► ImageRef::parse ─► source repository ─► scheme ─► running (line, level)
+//!                                                                     │
+//!   Approvals::lookup_line(repository, line, namespace) ◄─────────────┘
+//!        │
+//!        └─► approved level > running level ? Rewrite : Keep(reason)
+//! ```
+//!
+//! Each container is decided on its own, so an init container of the same repository at
+//! another release line gets the answer for its own line.
 
-use crate::approvals::Approvals;
+use crate::approvals::{Approvals, Lookup};
+use crate::reference::ImageRef;
 
 /// A change of one image's tag (and digest) to an approved patch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,14 +25,36 @@ pub struct Rewrite {
     pub approval_index: usize,
 }
 
+impl Rewrite {
+    /// Checks the rewrite invariant: `to` has the same registry and repository as `from`
+    /// (as written, before aliases), its tag is in the same release line under the
+    /// repository's scheme, and its patch level is higher.
+    pub fn respects_invariant(&self, approvals: &Approvals) -> bool {
+        let (Ok(from), Ok(to)) = (ImageRef::parse(&self.from), ImageRef::parse(&self.to)) else {
+            return false;
+        };
+        if from.repository != to.repository {
+            return false;
+        }
+        let (Some(from_tag), Some(to_tag)) = (from.tag.as_deref(), to.tag.as_deref()) else {
+            return false;
+        };
+        let scheme = approvals.scheme_for(&approvals.source_repository(&from));
+        match (scheme.parse(from_tag), scheme.parse(to_tag)) {
+            (Some(old), Some(new)) => old.line == new.line && new.level > old.level,
+            _ => false,
+        }
+    }
+}
+
 /// Why an image is left as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeepReason {
-    /// The reference cannot be parsed.
+    /// The reference cannot be parsed; the message names the part that is wrong.
     InvalidReference(String),
     /// Pinned by digest alone.
     PinnedByDigest,
-    /// The tag is outside the repository's versioning scheme.
+    /// The tag is outside the repository's versioning scheme, or there is no tag.
     OutsideScheme,
     /// No approval for this repository and release line.
     NoApproval,
@@ -43,7 +77,112 @@ pub enum Decision {
 }
 
 /// Decides whether `image` in `namespace` is rewritten under `approvals`.
+///
+/// A reference with a tag and a digest is rewritten to the approved tag with the
+/// approved digest, or with no digest when the approval has none, because the old
+/// digest names the old image. A reference without a tag (implicitly `latest`) is
+/// outside every scheme.
 pub fn decide(image: &str, namespace: &str, approvals: &Approvals) -> Decision {
-    let _ = (image, namespace, approvals);
-    todo!()
+    let parsed = match ImageRef::parse(image) {
+        Ok(parsed) => parsed,
+        Err(error) => return Decision::Keep(KeepReason::InvalidReference(error.to_string())),
+    };
+    let Some(tag) = parsed.tag.as_deref() else {
+        let reason = if parsed.digest.is_some() { KeepReason::PinnedByDigest } else { KeepReason::OutsideScheme };
+        return Decision::Keep(reason);
+    };
+
+    let repository = approvals.source_repository(&parsed);
+    let Some(running) = approvals.scheme_for(&repository).parse(tag) else {
+        return Decision::Keep(KeepReason::OutsideScheme);
+    };
+    let approval = match approvals.lookup_line(&repository, &running.line, namespace) {
+        Lookup::Found(approval) => approval,
+        Lookup::NamespaceOutOfScope(_) => return Decision::Keep(KeepReason::NamespaceOutOfScope),
+        Lookup::None => return Decision::Keep(KeepReason::NoApproval),
+    };
+    if running.level >= approval.patch_version.level {
+        return Decision::Keep(KeepReason::AtOrAboveApproved { approved: approval.patch.clone() });
+    }
+
+    let rewrite = Rewrite {
+        from: image.to_owned(),
+        to: parsed.with_tag(&approval.patch, approval.digest.as_deref()),
+        approval_index: approval.index,
+    };
+    debug_assert!(rewrite.respects_invariant(approvals), "rewrite breaks the invariant: {rewrite:?}");
+    Decision::Rewrite(rewrite)
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    const DOCUMENT: &str = r#"
+approvals:
+  - image: mojaloop/quoting-service
+    version: v10.4.0
+    patch: v10.4.0.2-patch
+  - image: mojaloop/central-ledger
+    version: v17.8.0
+    patch: v17.8.0.1-patch
+    digest: sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+    namespaces: [mojaloop]
+  - image: mysql
+    version: 8.0.1
+    patch: 8.0.3
+policies:
+  - image: mysql
+    scheme: semver-patch
+registries:
+  mirror.gcr.io: docker.io
+"#;
+
+    fn approvals() -> Approvals {
+        let (approvals, errors) = Approvals::parse(DOCUMENT).expect("document parses");
+        assert_eq!(errors, Vec::new());
+        approvals
+    }
+
+    #[rstest]
+    #[case("mojaloop/quoting-service:v10.4.0", "mojaloop/quoting-service:v10.4.0.2-patch")]
+    #[case("mojaloop/quoting-service:v10.4.0.1-patch", "mojaloop/quoting-service:v10.4.0.2-patch")]
+    #[case("docker.io/mojaloop/quoting-service:v10.4.0", "docker.io/mojaloop/quoting-service:v10.4.0.2-patch")]
+    #[case("mirror.gcr.io/mojaloop/quoting-service:v10.4.0", "mirror.gcr.io/mojaloop/quoting-service:v10.4.0.2-patch")]
+    #[case(
+        "mojaloop/central-ledger:v17.8.0",
+        "mojaloop/central-ledger:v17.8.0.1-patch@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    )]
+    #[case("mojaloop/quoting-service:v10.4.0@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "mojaloop/quoting-service:v10.4.0.2-patch")]
+    #[case("mysql:8.0.1", "mysql:8.0.3")]
+    #[case("mysql:8.0.2", "mysql:8.0.3")]
+    fn decide_rewrites(#[case] image: &str, #[case] expected: &str) {
+        let decision = decide(image, "mojaloop", &approvals());
+        let Decision::Rewrite(rewrite) = decision else {
+            panic!("expected a rewrite of {image}, got {decision:?}");
+        };
+        assert_eq!(rewrite.from, image);
+        assert_eq!(rewrite.to, expected);
+    }
+
+    #[rstest]
+    #[case("Mojaloop/Quoting:v1", "mojaloop", None)]
+    #[case("mojaloop/quoting-service@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "mojaloop", Some(KeepReason::PinnedByDigest))]
+    #[case("mojaloop/quoting-service:latest", "mojaloop", Some(KeepReason::OutsideScheme))]
+    #[case("mojaloop/quoting-service", "mojaloop", Some(KeepReason::OutsideScheme))]
+    #[case("mojaloop/quoting-service:v10.4.0.160-snapshot.7", "mojaloop", Some(KeepReason::OutsideScheme))]
+    #[case("mojaloop/quoting-service:v10.4.1", "mojaloop", Some(KeepReason::NoApproval))]
+    #[case("mojaloop/account-lookup-service:v10.4.0", "mojaloop", Some(KeepReason::NoApproval))]
+    #[case("mojaloop/quoting-service:v10.4.0.2-patch", "mojaloop", Some(KeepReason::AtOrAboveApproved { approved: "v10.4.0.2-patch".to_owned() }))]
+    #[case("mojaloop/quoting-service:v10.4.0.3-patch", "mojaloop", Some(KeepReason::AtOrAboveApproved { approved: "v10.4.0.2-patch".to_owned() }))]
+    #[case("mojaloop/central-ledger:v17.8.0", "other", Some(KeepReason::NamespaceOutOfScope))]
+    fn decide_keeps(#[case] image: &str, #[case] namespace: &str, #[case] expected: Option<KeepReason>) {
+        let decision = decide(image, namespace, &approvals());
+        match expected {
+            Some(reason) => assert_eq!(decision, Decision::Keep(reason)),
+            None => assert!(matches!(decision, Decision::Keep(KeepReason::InvalidReference(_))), "got {decision:?}"),
+        }
+    }
 }

@@ -15,7 +15,7 @@ pub mod decision;
 pub mod reference;
 pub mod scheme;
 
-pub use approvals::{Approval, Approvals, EntryError, Mode, Policy};
+pub use approvals::{Approval, ApprovalEntry, Approvals, Document, DocumentError, EntryError, Lookup, Mode, Policy, PolicyEntry};
 pub use decision::{Decision, KeepReason, Rewrite, decide};
 pub use reference::{ImageRef, ReferenceError, Repository};
-pub use scheme::{Scheme, TagVersion};
+pub use scheme::{Scheme, SchemeError, TagVersion};
