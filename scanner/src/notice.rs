@@ -56,7 +56,7 @@ pub struct EntryWorkload {
 }
 
 /// A change that rollout made, or tried to make, to one workload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RolloutEntry {
     /// The workload.
     pub workload: WorkloadId,
