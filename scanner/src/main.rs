@@ -1,1 +1,44 @@
-fn main() {}
+//! The scanner binary: one scan per run, as the CronJob starts it.
+//! Exit status 2 is a configuration error, 1 an unreachable API server, 0 anything else,
+//! registry and Slack faults included, so that the CronJob does not back off on them.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use scanner::options::{LogFormat, Options, OutputFormat};
+use scanner::scan::{self, ScanError};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = Options::parse();
+    init_tracing(options.log_format);
+    match run(&options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "scan failed");
+            let configuration = error.downcast_ref::<ScanError>().is_some_and(|error| matches!(error, ScanError::Config(_)));
+            ExitCode::from(if configuration { 2 } else { 1 })
+        }
+    }
+}
+
+async fn run(options: &Options) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.context("cannot build a Kubernetes client from the in-cluster config or kubeconfig")?;
+    let report = scan::run(client, options).await?;
+    match options.output {
+        OutputFormat::Table => print!("{}", report.to_table()),
+        OutputFormat::Json => println!("{}", report.to_json()),
+    }
+    Ok(())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

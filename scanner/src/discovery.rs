@@ -1,0 +1,224 @@
+//! Discovery of the images that workloads in opted-in namespaces run.
+//!
+//! Controllers are read, not the pods they own: Deployments, StatefulSets, DaemonSets,
+//! CronJobs, Jobs that no CronJob owns, and Pods that no controller owns. A DaemonSet's
+//! many pods are thus one workload. Every container, init containers included, yields
+//! one [`WorkloadImage`].
+
+use std::fmt;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ListParams, ResourceExt};
+use serde::Serialize;
+
+/// The kinds of workload the scanner reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum WorkloadKind {
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+    /// batch/v1 CronJob.
+    CronJob,
+    /// batch/v1 Job that no CronJob owns.
+    Job,
+    /// v1 Pod that no controller owns.
+    Pod,
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// One workload, named as `kubectl` names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct WorkloadId {
+    /// Namespace.
+    pub namespace: String,
+    /// Kind.
+    pub kind: WorkloadKind,
+    /// Name.
+    pub name: String,
+}
+
+impl fmt::Display for WorkloadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.kind, self.name)
+    }
+}
+
+/// One container of a workload and the image it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkloadImage {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// The container name.
+    pub container: String,
+    /// Whether it is an init container.
+    pub init: bool,
+    /// The image as written in the pod spec.
+    pub image: String,
+    /// The names of the pod spec's `imagePullSecrets`, in the workload's namespace.
+    pub pull_secrets: Vec<String>,
+}
+
+/// Which namespaces a scan covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamespaceSelection {
+    /// These namespaces, by name.
+    Names(Vec<String>),
+    /// The namespaces whose labels match this selector.
+    Selector(String),
+}
+
+/// Returns the namespaces that `selection` chooses, sorted.
+pub async fn select_namespaces(client: &kube::Client, selection: &NamespaceSelection) -> Result<Vec<String>, kube::Error> {
+    let mut names = match selection {
+        NamespaceSelection::Names(names) => names.clone(),
+        NamespaceSelection::Selector(selector) => {
+            let namespaces: Api<Namespace> = Api::all(client.clone());
+            let list = namespaces.list(&ListParams::default().labels(selector)).await?;
+            list.items.iter().map(|namespace| namespace.name_any()).collect()
+        }
+    };
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Lists the images of every workload in `namespace`.
+pub async fn discover_namespace(client: &kube::Client, namespace: &str) -> Result<Vec<WorkloadImage>, kube::Error> {
+    let params = ListParams::default();
+    let mut images = Vec::new();
+
+    for item in Api::<Deployment>::namespaced(client.clone(), namespace).list(&params).await? {
+        let spec = item.spec.as_ref().and_then(|spec| spec.template.spec.as_ref());
+        push_images(&mut images, WorkloadKind::Deployment, &item.metadata, spec);
+    }
+    for item in Api::<StatefulSet>::namespaced(client.clone(), namespace).list(&params).await? {
+        let spec = item.spec.as_ref().and_then(|spec| spec.template.spec.as_ref());
+        push_images(&mut images, WorkloadKind::StatefulSet, &item.metadata, spec);
+    }
+    for item in Api::<DaemonSet>::namespaced(client.clone(), namespace).list(&params).await? {
+        let spec = item.spec.as_ref().and_then(|spec| spec.template.spec.as_ref());
+        push_images(&mut images, WorkloadKind::DaemonSet, &item.metadata, spec);
+    }
+    for item in Api::<CronJob>::namespaced(client.clone(), namespace).list(&params).await? {
+        let spec = item.spec.as_ref().and_then(|spec| spec.job_template.spec.as_ref()).and_then(|spec| spec.template.spec.as_ref());
+        push_images(&mut images, WorkloadKind::CronJob, &item.metadata, spec);
+    }
+    for item in Api::<Job>::namespaced(client.clone(), namespace).list(&params).await? {
+        if owned_by_kind(&item.metadata, "CronJob") {
+            continue;
+        }
+        let spec = item.spec.as_ref().and_then(|spec| spec.template.spec.as_ref());
+        push_images(&mut images, WorkloadKind::Job, &item.metadata, spec);
+    }
+    for item in Api::<Pod>::namespaced(client.clone(), namespace).list(&params).await? {
+        if has_controller(&item.metadata) {
+            continue;
+        }
+        push_images(&mut images, WorkloadKind::Pod, &item.metadata, item.spec.as_ref());
+    }
+    Ok(images)
+}
+
+/// Whether an owner reference of kind `kind` exists. A Job's CronJob is known from it
+/// without reading the CronJob.
+fn owned_by_kind(metadata: &ObjectMeta, kind: &str) -> bool {
+    metadata.owner_references.iter().flatten().any(|owner| owner.kind == kind)
+}
+
+fn has_controller(metadata: &ObjectMeta) -> bool {
+    metadata.owner_references.iter().flatten().any(|owner| owner.controller == Some(true))
+}
+
+fn push_images(images: &mut Vec<WorkloadImage>, kind: WorkloadKind, metadata: &ObjectMeta, spec: Option<&PodSpec>) {
+    let Some(spec) = spec else {
+        return;
+    };
+    let workload = WorkloadId {
+        namespace: metadata.namespace.clone().unwrap_or_default(),
+        kind,
+        name: metadata.name.clone().unwrap_or_default(),
+    };
+    let pull_secrets: Vec<String> = spec.image_pull_secrets.iter().flatten().map(|secret| secret.name.clone()).filter(|name| !name.is_empty()).collect();
+    let init_containers = spec.init_containers.iter().flatten().map(|container| (container, true));
+    let containers = spec.containers.iter().map(|container| (container, false));
+    for (container, init) in init_containers.chain(containers) {
+        let Some(image) = container.image.clone() else {
+            continue;
+        };
+        images.push(WorkloadImage {
+            workload: workload.clone(),
+            container: container.name.clone(),
+            init,
+            image,
+            pull_secrets: pull_secrets.clone(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Container, LocalObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    fn owner(kind: &str, controller: bool) -> OwnerReference {
+        OwnerReference {
+            api_version: "v1".into(),
+            kind: kind.into(),
+            name: "owner".into(),
+            uid: "uid".into(),
+            controller: Some(controller),
+            block_owner_deletion: None,
+        }
+    }
+
+    #[test]
+    fn push_images_includes_init_containers() {
+        let metadata = ObjectMeta { name: Some("central-ledger".into()), namespace: Some("mojaloop".into()), ..ObjectMeta::default() };
+        let spec = PodSpec {
+            init_containers: Some(vec![Container { name: "wait-for-mysql".into(), image: Some("mysql:8.0.36".into()), ..Container::default() }]),
+            containers: vec![
+                Container { name: "service".into(), image: Some("mojaloop/central-ledger:v17.0.0".into()), ..Container::default() },
+                Container { name: "no-image".into(), image: None, ..Container::default() },
+            ],
+            image_pull_secrets: Some(vec![LocalObjectReference { name: "hub-pull".into() }]),
+            ..PodSpec::default()
+        };
+        let mut images = Vec::new();
+
+        push_images(&mut images, WorkloadKind::Deployment, &metadata, Some(&spec));
+
+        assert_eq!(images.len(), 2);
+        assert_eq!(images[0].container, "wait-for-mysql");
+        assert!(images[0].init);
+        assert_eq!(images[1].image, "mojaloop/central-ledger:v17.0.0");
+        assert!(!images[1].init);
+        assert_eq!(images[1].pull_secrets, ["hub-pull"]);
+        assert_eq!(images[1].workload.to_string(), "mojaloop/Deployment/central-ledger");
+    }
+
+    #[test]
+    fn owner_checks() {
+        let job = ObjectMeta { owner_references: Some(vec![owner("CronJob", true)]), ..ObjectMeta::default() };
+        let replica_pod = ObjectMeta { owner_references: Some(vec![owner("ReplicaSet", true)]), ..ObjectMeta::default() };
+        let loose_pod = ObjectMeta { owner_references: Some(vec![owner("ConfigMap", false)]), ..ObjectMeta::default() };
+
+        assert!(owned_by_kind(&job, "CronJob"));
+        assert!(!owned_by_kind(&replica_pod, "CronJob"));
+        assert!(has_controller(&replica_pod));
+        assert!(!has_controller(&loose_pod));
+        assert!(!has_controller(&ObjectMeta::default()));
+    }
+}

@@ -1,0 +1,32 @@
+//! The image-patch scanner: a scheduled scan that finds newer security patches of the
+//! images that opted-in workloads run, tells Slack once per patch, approves patches
+//! itself where a repository's policy says `auto`, and can roll approved patches out.
+//!
+//! ```text
+//!  discovery ──► workload images ──► registry (one tag list per repository)
+//!                                         │ newest patch + digest
+//!                                         ▼
+//!        approve (policy `auto`) ──► rollout (common::decide) ──► report
+//!                                         │
+//!        state (claim, announce once) ◄── notice ──► slack
+//! ```
+//!
+//! [`scan::run`] drives one scan; the binary only parses options and calls it.
+#![deny(missing_docs)]
+
+pub mod approve;
+pub mod configmap;
+pub mod discovery;
+pub mod notice;
+pub mod options;
+pub mod registry;
+pub mod report;
+pub mod retry;
+pub mod rollout;
+pub mod scan;
+pub mod secret;
+pub mod slack;
+pub mod state;
+
+/// The field manager name and the `approvedBy` default of automatic approvals.
+pub const SCANNER_NAME: &str = "image-patch-scanner";

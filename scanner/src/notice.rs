@@ -1,0 +1,454 @@
+//! The Slack notice of one scan: Block Kit messages with a plain-text fallback.
+//!
+//! Entries are grouped by repository and patch, so that a DaemonSet's pods or several
+//! workloads on one image make one entry. A notice larger than Slack accepts is split
+//! into several messages, never cut short:
+//!
+//! ```text
+//!  entry ─► pieces (title, digest, workloads…, approval) ─► sections ≤ 3000 chars
+//!  sections ─► messages: header + cluster line + ≤ 48 sections, fallback ≤ 36000 chars
+//! ```
+//!
+//! Each message lists the patches whose entries it carries in full, so that the state
+//! records a patch only when every message that names it was accepted.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::discovery::WorkloadId;
+use crate::state::PatchKey;
+
+/// Slack's maximum of blocks in one message.
+pub const MAX_BLOCKS: usize = 50;
+/// Slack's maximum of characters in a section's text.
+pub const MAX_SECTION_CHARS: usize = 3000;
+/// Budget of characters of all sections of one message, so that the fallback `text`
+/// (the same content) stays under Slack's 40,000-character limit.
+pub const MAX_MESSAGE_CHARS: usize = 36_000;
+/// Blocks that every message starts with: the header and the cluster line.
+const FIXED_BLOCKS: usize = 2;
+
+/// One patch of one repository, with the workloads that can take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchEntry {
+    /// The repository (source registry) and the newest patch tag.
+    pub key: PatchKey,
+    /// The tags the workloads run now, sorted.
+    pub running_tags: Vec<String>,
+    /// The patch's manifest digest, when the registry gave it.
+    pub digest: Option<String>,
+    /// The workloads on this repository and release line.
+    pub workloads: Vec<EntryWorkload>,
+    /// Who approved the patch, when the scan approved it under the `auto` policy.
+    pub auto_approved_by: Option<String>,
+}
+
+/// One container that runs an image of an entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EntryWorkload {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// The container.
+    pub container: String,
+    /// The tag it runs.
+    pub running_tag: String,
+}
+
+/// A change that rollout made, or tried to make, to one workload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RolloutEntry {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// `container: old image → new image`, one per changed container.
+    pub changes: Vec<String>,
+    /// The API server's error, when the patch failed.
+    pub error: Option<String>,
+}
+
+/// Everything one scan tells Slack.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Notice {
+    /// The cluster name.
+    pub cluster: String,
+    /// The controller namespace, named in the approval instructions.
+    pub controller_namespace: String,
+    /// New patches, sorted.
+    pub entries: Vec<PatchEntry>,
+    /// Rollouts of this scan.
+    pub rollouts: Vec<RolloutEntry>,
+}
+
+/// One message to post to the incoming webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlackMessage {
+    /// The JSON body: `text` and `blocks`.
+    pub payload: Value,
+    /// Patches named in this message.
+    pub patches: BTreeSet<PatchKey>,
+}
+
+/// A run of text that stays in one section when it fits.
+struct Piece {
+    text: String,
+}
+
+/// A section of a message and the patch it belongs to.
+struct Section {
+    text: String,
+    patch: Option<PatchKey>,
+    /// The first section of a group (an entry or the rollouts) that should start on a fresh message if possible.
+    group_start: bool,
+    /// Sections in the group, this one included, counted from here to its end.
+    group_remaining: usize,
+    /// Characters of the group, counted from here to its end.
+    group_remaining_chars: usize,
+}
+
+impl Notice {
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.rollouts.is_empty()
+    }
+
+    /// Builds the messages, each within Slack's limits.
+    pub fn to_messages(&self) -> Vec<SlackMessage> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let mut sections = Vec::new();
+        for entry in &self.entries {
+            push_group(&mut sections, entry_pieces(entry, &self.controller_namespace), Some(&entry.key));
+        }
+        if !self.rollouts.is_empty() {
+            push_group(&mut sections, rollout_pieces(&self.rollouts), None);
+        }
+
+        let mut pages: Vec<Vec<Section>> = vec![Vec::new()];
+        for section in sections {
+            let page = pages.last_mut().expect("pages start with one page");
+            let blocks = FIXED_BLOCKS + page.len();
+            let chars: usize = page.iter().map(|section| section.text.chars().count()).sum();
+            // Keep a group on one page when it fits on an empty one; otherwise fill pages.
+            let group_fits_empty = FIXED_BLOCKS + section.group_remaining <= MAX_BLOCKS && section.group_remaining_chars <= MAX_MESSAGE_CHARS;
+            let group_fits_here = blocks + section.group_remaining <= MAX_BLOCKS && chars + section.group_remaining_chars <= MAX_MESSAGE_CHARS;
+            let section_fits_here = blocks < MAX_BLOCKS && chars + section.text.chars().count() <= MAX_MESSAGE_CHARS;
+            let start_new = !page.is_empty() && (!section_fits_here || (section.group_start && group_fits_empty && !group_fits_here));
+            if start_new {
+                pages.push(Vec::new());
+            }
+            pages.last_mut().expect("a page was just ensured").push(section);
+        }
+
+        let total = pages.len();
+        pages.into_iter().enumerate().map(|(index, page)| self.message(&page, index + 1, total)).collect()
+    }
+
+    fn message(&self, sections: &[Section], part: usize, parts: usize) -> SlackMessage {
+        let title = if parts > 1 { format!("Image patches ({part} of {parts})") } else { "Image patches".to_string() };
+        let summary = format!(
+            "Cluster *{}*: {} new patch(es), {} rollout(s)",
+            escape(&self.cluster),
+            self.entries.len(),
+            self.rollouts.len()
+        );
+        let mut blocks = vec![
+            json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": summary}}),
+        ];
+        let mut fallback = vec![format!("{title} on cluster {}", self.cluster)];
+        let mut patches = BTreeSet::new();
+        for section in sections {
+            blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": section.text}}));
+            fallback.push(section.text.clone());
+            if let Some(patch) = &section.patch {
+                patches.insert(patch.clone());
+            }
+        }
+        SlackMessage { payload: json!({"text": fallback.join("\n"), "blocks": blocks}), patches }
+    }
+}
+
+fn push_group(sections: &mut Vec<Section>, pieces: Vec<Piece>, patch: Option<&PatchKey>) {
+    let texts = pack_pieces(pieces);
+    let count = texts.len();
+    let mut remaining_chars: usize = texts.iter().map(|text| text.chars().count()).sum();
+    for (index, text) in texts.into_iter().enumerate() {
+        let chars = text.chars().count();
+        sections.push(Section {
+            text,
+            patch: patch.cloned(),
+            group_start: index == 0,
+            group_remaining: count - index,
+            group_remaining_chars: remaining_chars,
+        });
+        remaining_chars -= chars;
+    }
+}
+
+/// Packs pieces into section texts of at most [`MAX_SECTION_CHARS`]; a piece that is
+/// too long by itself is split at line ends, and a line that is too long at characters.
+fn pack_pieces(pieces: Vec<Piece>) -> Vec<String> {
+    let mut units = Vec::new();
+    for piece in pieces {
+        if piece.text.chars().count() <= MAX_SECTION_CHARS {
+            units.push(piece.text);
+            continue;
+        }
+        for line in piece.text.lines() {
+            units.extend(split_chars(line, MAX_SECTION_CHARS));
+        }
+    }
+
+    let mut sections: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for unit in units {
+        let joined = current.chars().count() + 1 + unit.chars().count();
+        if !current.is_empty() && joined > MAX_SECTION_CHARS {
+            sections.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.push_str(&unit);
+    }
+    if !current.is_empty() {
+        sections.push(current);
+    }
+    sections
+}
+
+fn split_chars(line: &str, limit: usize) -> Vec<String> {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.is_empty() {
+        return vec![String::new()];
+    }
+    chars.chunks(limit).map(|chunk| chunk.iter().collect()).collect()
+}
+
+fn entry_pieces(entry: &PatchEntry, controller_namespace: &str) -> Vec<Piece> {
+    let running = entry.running_tags.iter().map(|tag| format!("`{}`", escape(tag))).collect::<Vec<_>>().join(", ");
+    let mut pieces = vec![Piece { text: format!("*{}*: {running} → `{}`", escape(&entry.key.repository), escape(&entry.key.patch)) }];
+    if let Some(digest) = &entry.digest {
+        pieces.push(Piece { text: format!("Digest: `{}`", escape(digest)) });
+    }
+    pieces.push(Piece { text: format!("Workloads ({}):", entry.workloads.len()) });
+    for workload in &entry.workloads {
+        pieces.push(Piece {
+            text: format!(
+                "• {}, container `{}`, runs `{}`",
+                escape(&workload.workload.to_string()),
+                escape(&workload.container),
+                escape(&workload.running_tag)
+            ),
+        });
+    }
+    match &entry.auto_approved_by {
+        Some(approved_by) => pieces.push(Piece {
+            text: format!(
+                "Approved automatically by the repository's `auto` policy (approvedBy: {}).",
+                escape(approved_by)
+            ),
+        }),
+        None => {
+            pieces.push(Piece {
+                text: format!(
+                    "To approve, add this entry under `approvals:` with `kubectl -n {} edit configmap {}`:",
+                    escape(controller_namespace),
+                    common::approvals::CONFIGMAP_NAME
+                ),
+            });
+            pieces.push(Piece { text: format!("```{}```", escape(&approval_snippet(entry))) });
+        }
+    }
+    pieces
+}
+
+/// Returns the approvals entry, in YAML, that approves `entry`'s patch for the line it names.
+pub fn approval_snippet(entry: &PatchEntry) -> String {
+    let version = entry.running_tags.first().map(String::as_str).unwrap_or_default();
+    let mut snippet = format!(
+        "- image: {}\n  version: {}\n  patch: {}\n",
+        entry.key.repository, version, entry.key.patch
+    );
+    if let Some(digest) = &entry.digest {
+        snippet.push_str(&format!("  digest: {digest}\n"));
+    }
+    snippet
+}
+
+fn rollout_pieces(rollouts: &[RolloutEntry]) -> Vec<Piece> {
+    let mut pieces = vec![Piece { text: "*Rollouts*".to_string() }];
+    for rollout in rollouts {
+        let outcome = match &rollout.error {
+            Some(error) => format!("failed: {}", escape(error)),
+            None => "patched".to_string(),
+        };
+        let changes = rollout.changes.iter().map(|change| escape(change)).collect::<Vec<_>>().join("; ");
+        pieces.push(Piece { text: format!("• {} {outcome}: {changes}", escape(&rollout.workload.to_string())) });
+    }
+    pieces
+}
+
+/// Escapes the three characters that Slack's mrkdwn reserves.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::WorkloadKind;
+
+    fn workload(index: usize) -> EntryWorkload {
+        EntryWorkload {
+            workload: WorkloadId { namespace: "mojaloop".into(), kind: WorkloadKind::Deployment, name: format!("quoting-service-{index:04}") },
+            container: "quoting-service".into(),
+            running_tag: "v10.4.0".into(),
+        }
+    }
+
+    fn entry(repository: &str, workloads: usize) -> PatchEntry {
+        PatchEntry {
+            key: PatchKey { repository: repository.into(), patch: "v10.4.0.2-patch".into() },
+            running_tags: vec!["v10.4.0".into()],
+            digest: Some(format!("sha256:{}", "a".repeat(64))),
+            workloads: (0..workloads).map(workload).collect(),
+            auto_approved_by: None,
+        }
+    }
+
+    fn notice(entries: Vec<PatchEntry>) -> Notice {
+        Notice { cluster: "hub-prod".into(), controller_namespace: "image-patch-system".into(), entries, rollouts: Vec::new() }
+    }
+
+    fn all_text(messages: &[SlackMessage]) -> String {
+        messages
+            .iter()
+            .flat_map(|message| message.payload["blocks"].as_array().unwrap().clone())
+            .filter_map(|block| block["text"]["text"].as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn check_limits(messages: &[SlackMessage]) {
+        for message in messages {
+            let blocks = message.payload["blocks"].as_array().unwrap();
+            assert!(blocks.len() <= MAX_BLOCKS, "{} blocks", blocks.len());
+            for block in blocks {
+                let text = block["text"]["text"].as_str().unwrap();
+                assert!(text.chars().count() <= MAX_SECTION_CHARS, "section of {} chars", text.chars().count());
+            }
+            assert!(message.payload["text"].as_str().unwrap().chars().count() <= 40_000);
+        }
+    }
+
+    #[test]
+    fn notice_small_is_one_message() {
+        let messages = notice(vec![entry("docker.io/mojaloop/quoting-service", 2)]).to_messages();
+
+        assert_eq!(messages.len(), 1);
+        let text = all_text(&messages);
+        assert!(text.contains("Cluster *hub-prod*"));
+        assert!(text.contains("*docker.io/mojaloop/quoting-service*: `v10.4.0` → `v10.4.0.2-patch`"));
+        assert!(text.contains("• mojaloop/Deployment/quoting-service-0001, container `quoting-service`, runs `v10.4.0`"));
+        assert!(text.contains("kubectl -n image-patch-system edit configmap image-patch-approvals"));
+        assert!(text.contains("  patch: v10.4.0.2-patch\n"));
+        assert_eq!(messages[0].patches.len(), 1);
+        assert!(messages[0].payload["text"].as_str().unwrap().contains("hub-prod"));
+    }
+
+    #[test]
+    fn notice_empty_has_no_message() {
+        assert!(notice(Vec::new()).to_messages().is_empty());
+    }
+
+    #[test]
+    fn notice_many_workloads_split_sections() {
+        let messages = notice(vec![entry("docker.io/mojaloop/quoting-service", 400)]).to_messages();
+
+        check_limits(&messages);
+        let text = all_text(&messages);
+        for index in 0..400 {
+            assert!(text.contains(&format!("quoting-service-{index:04},")), "workload {index} missing");
+        }
+        assert!(messages.iter().all(|message| message.patches.len() == 1));
+    }
+
+    #[test]
+    fn notice_many_entries_split_messages() {
+        let entries: Vec<PatchEntry> = (0..120).map(|index| entry(&format!("docker.io/mojaloop/service-{index:03}"), 3)).collect();
+
+        let messages = notice(entries).to_messages();
+
+        check_limits(&messages);
+        assert!(messages.len() >= 3, "{} messages", messages.len());
+        let named: BTreeSet<PatchKey> = messages.iter().flat_map(|message| message.patches.clone()).collect();
+        assert_eq!(named.len(), 120);
+        // An entry that fits one message is never spread over two.
+        let spread: usize = messages.iter().map(|message| message.patches.len()).sum();
+        assert_eq!(spread, 120);
+        assert_eq!(messages[0].payload["blocks"][0]["text"]["text"], format!("Image patches (1 of {})", messages.len()));
+    }
+
+    #[test]
+    fn notice_overlong_line_split_not_cut() {
+        let mut long = entry("docker.io/mojaloop/quoting-service", 1);
+        long.workloads[0].container = "c".repeat(7000);
+
+        let messages = notice(vec![long]).to_messages();
+
+        check_limits(&messages);
+        let count = all_text(&messages).matches('c').count();
+        assert!(count >= 7000, "only {count} of 7000 characters kept");
+    }
+
+    #[test]
+    fn notice_auto_approved_entry_has_no_snippet() {
+        let mut approved = entry("docker.io/mojaloop/quoting-service", 1);
+        approved.auto_approved_by = Some("image-patch-scanner (policy auto)".into());
+
+        let text = all_text(&notice(vec![approved]).to_messages());
+
+        assert!(text.contains("Approved automatically"));
+        assert!(!text.contains("edit configmap"));
+    }
+
+    #[test]
+    fn notice_escapes_mrkdwn() {
+        let mut odd = entry("docker.io/mojaloop/a", 1);
+        odd.workloads[0].container = "<!channel>&".into();
+
+        let text = all_text(&notice(vec![odd]).to_messages());
+
+        assert!(text.contains("&lt;!channel&gt;&amp;"));
+        assert!(!text.contains("<!channel>"));
+    }
+
+    #[test]
+    fn notice_rollouts_listed() {
+        let mut with_rollout = notice(Vec::new());
+        with_rollout.rollouts.push(RolloutEntry {
+            workload: workload(1).workload,
+            changes: vec!["quoting-service: mojaloop/quoting-service:v10.4.0 → mojaloop/quoting-service:v10.4.0.2-patch".into()],
+            error: None,
+        });
+
+        let messages = with_rollout.to_messages();
+
+        assert_eq!(messages.len(), 1);
+        assert!(messages[0].patches.is_empty());
+        assert!(all_text(&messages).contains("• mojaloop/Deployment/quoting-service-0001 patched: quoting-service: mojaloop/quoting-service:v10.4.0 → "));
+    }
+
+    #[test]
+    fn approval_snippet_shape() {
+        let snippet = approval_snippet(&entry("docker.io/mojaloop/quoting-service", 1));
+
+        let expected = format!(
+            "- image: docker.io/mojaloop/quoting-service\n  version: v10.4.0\n  patch: v10.4.0.2-patch\n  digest: sha256:{}\n",
+            "a".repeat(64)
+        );
+        assert_eq!(snippet, expected);
+    }
+}

@@ -1,0 +1,221 @@
+//! Rollout: changes running workloads so that they run their approved patch now, instead
+//! of at the next deploy. The decision is the webhook's own, [`common::decide`], so a
+//! workload is changed exactly when the webhook would rewrite it at admission.
+//!
+//! - `patch` sets the image fields of the pod template (of a bare Pod, the pod spec) with
+//!   a strategic merge patch keyed by container name, and records the images it had
+//!   before in the annotation [`ROLLED_OUT_FROM_ANNOTATION`].
+//! - `restart` sets [`RESTARTED_AT_ANNOTATION`] on the pod template of Deployments,
+//!   StatefulSets and DaemonSets, so that their controllers create new pods, which the
+//!   webhook rewrites.
+//!
+//! Images pinned by digest are never changed, nor Jobs, whose pod template is immutable.
+//! Only workloads that discovery found, in opted-in namespaces, are ever planned.
+
+use std::collections::BTreeMap;
+
+use common::{Approvals, Decision, ImageRef};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use crate::discovery::{WorkloadId, WorkloadImage, WorkloadKind};
+use crate::notice::RolloutEntry;
+use crate::options::RolloutMode;
+
+/// Annotation on a patched workload: JSON of container name to the image it had before.
+pub const ROLLED_OUT_FROM_ANNOTATION: &str = "patches.mojaloop.io/rolled-out-from";
+/// Pod-template annotation that `restart` sets to the time of the restart.
+pub const RESTARTED_AT_ANNOTATION: &str = "patches.mojaloop.io/restartedAt";
+
+/// A container image change that rollout makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerChange {
+    /// The container.
+    pub container: String,
+    /// Whether it is an init container.
+    pub init: bool,
+    /// The image as it is.
+    pub from: String,
+    /// The approved image.
+    pub to: String,
+}
+
+/// The changes planned for one workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRollout {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// Its containers that are not at their approved patch.
+    pub changes: Vec<ContainerChange>,
+}
+
+/// Plans the changes that bring `images` to their approved patches.
+pub fn plan(images: &[WorkloadImage], approvals: &Approvals) -> Vec<PlannedRollout> {
+    let mut planned: BTreeMap<WorkloadId, Vec<ContainerChange>> = BTreeMap::new();
+    for image in images {
+        if image.workload.kind == WorkloadKind::Job {
+            continue;
+        }
+        // A digest pins the exact image, so even a tag that comes with it stays.
+        let pinned = ImageRef::parse(&image.image).map_or(true, |reference| reference.digest.is_some());
+        if pinned {
+            continue;
+        }
+        if let Decision::Rewrite(rewrite) = common::decide(&image.image, &image.workload.namespace, approvals) {
+            planned.entry(image.workload.clone()).or_default().push(ContainerChange {
+                container: image.container.clone(),
+                init: image.init,
+                from: rewrite.from,
+                to: rewrite.to,
+            });
+        }
+    }
+    planned.into_iter().map(|(workload, changes)| PlannedRollout { workload, changes }).collect()
+}
+
+/// Applies `planned` in `mode`, one workload at a time, and returns what happened.
+/// A workload that cannot be changed in `mode` is left out.
+pub async fn apply(client: &kube::Client, planned: &[PlannedRollout], mode: RolloutMode) -> Vec<RolloutEntry> {
+    let mut entries = Vec::new();
+    for rollout in planned {
+        let Some(body) = patch_body(rollout, mode, chrono::Utc::now()) else {
+            continue;
+        };
+        let workload = &rollout.workload;
+        let result = send_patch(client, workload, &body).await;
+        let changes = rollout.changes.iter().map(|change| format!("{}: {} → {}", change.container, change.from, change.to)).collect();
+        let error = match result {
+            Ok(()) => {
+                tracing::info!(namespace = %workload.namespace, kind = %workload.kind, name = %workload.name, ?mode, "rolled out approved patch");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(namespace = %workload.namespace, kind = %workload.kind, name = %workload.name, %error, "rollout failed");
+                Some(error.to_string())
+            }
+        };
+        entries.push(RolloutEntry { workload: workload.clone(), changes, error });
+    }
+    entries
+}
+
+/// Builds the strategic merge patch for one workload, or `None` when `mode` cannot change it.
+pub fn patch_body(rollout: &PlannedRollout, mode: RolloutMode, now: chrono::DateTime<chrono::Utc>) -> Option<Value> {
+    let kind = rollout.workload.kind;
+    match mode {
+        RolloutMode::Off => None,
+        RolloutMode::Restart => {
+            if !matches!(kind, WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet) {
+                return None;
+            }
+            let annotations = json!({ RESTARTED_AT_ANNOTATION: now.to_rfc3339() });
+            Some(json!({"spec": {"template": {"metadata": {"annotations": annotations}}}}))
+        }
+        RolloutMode::Patch => {
+            let list = |init: bool| -> Vec<Value> {
+                rollout.changes.iter().filter(|change| change.init == init).map(|change| json!({"name": change.container, "image": change.to})).collect()
+            };
+            let mut pod_spec = serde_json::Map::new();
+            let (containers, init_containers) = (list(false), list(true));
+            if !containers.is_empty() {
+                pod_spec.insert("containers".into(), Value::Array(containers));
+            }
+            if !init_containers.is_empty() {
+                pod_spec.insert("initContainers".into(), Value::Array(init_containers));
+            }
+            let before: BTreeMap<&str, &str> = rollout.changes.iter().map(|change| (change.container.as_str(), change.from.as_str())).collect();
+            let metadata = json!({"annotations": { ROLLED_OUT_FROM_ANNOTATION: serde_json::to_string(&before).expect("a map of strings serializes") }});
+            let spec = match kind {
+                WorkloadKind::Pod => Value::Object(pod_spec),
+                WorkloadKind::CronJob => json!({"jobTemplate": {"spec": {"template": {"spec": pod_spec}}}}),
+                WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => json!({"template": {"spec": pod_spec}}),
+                WorkloadKind::Job => return None,
+            };
+            Some(json!({"metadata": metadata, "spec": spec}))
+        }
+    }
+}
+
+async fn send_patch(client: &kube::Client, workload: &WorkloadId, body: &Value) -> Result<(), kube::Error> {
+    let params = PatchParams { field_manager: Some(crate::SCANNER_NAME.to_string()), ..PatchParams::default() };
+    let patch = Patch::Strategic(body);
+    let (namespace, name) = (workload.namespace.as_str(), workload.name.as_str());
+    match workload.kind {
+        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), namespace).patch(name, &params, &patch).await.map(drop),
+        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), namespace).patch(name, &params, &patch).await.map(drop),
+        WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), namespace).patch(name, &params, &patch).await.map(drop),
+        WorkloadKind::CronJob => Api::<CronJob>::namespaced(client.clone(), namespace).patch(name, &params, &patch).await.map(drop),
+        WorkloadKind::Pod => Api::<Pod>::namespaced(client.clone(), namespace).patch(name, &params, &patch).await.map(drop),
+        WorkloadKind::Job => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    const APPROVALS: &str = "approvals:\n  - image: mojaloop/quoting-service\n    version: v10.4.0\n    patch: v10.4.0.2-patch\n";
+
+    fn image(kind: WorkloadKind, container: &str, init: bool, reference: &str) -> WorkloadImage {
+        WorkloadImage {
+            workload: WorkloadId { namespace: "mojaloop".into(), kind, name: "quoting-service".into() },
+            container: container.into(),
+            init,
+            image: reference.into(),
+            pull_secrets: Vec::new(),
+        }
+    }
+
+    fn approvals() -> Approvals {
+        Approvals::parse(APPROVALS).unwrap().0
+    }
+
+    #[test]
+    fn plan_rewrites_approved_and_skips_pinned_and_jobs() {
+        let digest = format!("sha256:{}", "c".repeat(64));
+        let images = vec![
+            image(WorkloadKind::Deployment, "app", false, "mojaloop/quoting-service:v10.4.0"),
+            image(WorkloadKind::Deployment, "init", true, "mojaloop/quoting-service:v10.4.0.1-patch"),
+            image(WorkloadKind::Deployment, "up-to-date", false, "mojaloop/quoting-service:v10.4.0.2-patch"),
+            image(WorkloadKind::StatefulSet, "pinned", false, &format!("mojaloop/quoting-service:v10.4.0@{digest}")),
+            image(WorkloadKind::Job, "job", false, "mojaloop/quoting-service:v10.4.0"),
+            image(WorkloadKind::Pod, "other", false, "mojaloop/account-lookup-service:v10.4.0"),
+        ];
+
+        let planned = plan(&images, &approvals());
+
+        assert_eq!(planned.len(), 1);
+        assert_eq!(planned[0].workload.kind, WorkloadKind::Deployment);
+        let containers: Vec<&str> = planned[0].changes.iter().map(|change| change.container.as_str()).collect();
+        assert_eq!(containers, ["app", "init"]);
+        assert_eq!(planned[0].changes[0].to, "mojaloop/quoting-service:v10.4.0.2-patch");
+    }
+
+    #[test]
+    fn patch_body_shapes() {
+        let now = chrono::Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+        let change = |init| ContainerChange { container: "app".into(), init, from: "a:v1.0.0".into(), to: "a:v1.0.0.1-patch".into() };
+        let rollout = |kind, init| PlannedRollout {
+            workload: WorkloadId { namespace: "mojaloop".into(), kind, name: "x".into() },
+            changes: vec![change(init)],
+        };
+
+        let deployment = patch_body(&rollout(WorkloadKind::Deployment, false), RolloutMode::Patch, now).unwrap();
+        let cron_job = patch_body(&rollout(WorkloadKind::CronJob, true), RolloutMode::Patch, now).unwrap();
+        let pod = patch_body(&rollout(WorkloadKind::Pod, false), RolloutMode::Patch, now).unwrap();
+        let restart = patch_body(&rollout(WorkloadKind::DaemonSet, false), RolloutMode::Restart, now).unwrap();
+
+        assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["image"], "a:v1.0.0.1-patch");
+        assert_eq!(deployment["metadata"]["annotations"][ROLLED_OUT_FROM_ANNOTATION], r#"{"app":"a:v1.0.0"}"#);
+        assert_eq!(cron_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"][0]["name"], "app");
+        assert_eq!(pod["spec"]["containers"][0]["image"], "a:v1.0.0.1-patch");
+        assert_eq!(restart["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT_ANNOTATION], "2025-01-01T00:00:00+00:00");
+        assert!(patch_body(&rollout(WorkloadKind::Pod, false), RolloutMode::Restart, now).is_none());
+        assert!(patch_body(&rollout(WorkloadKind::Deployment, false), RolloutMode::Off, now).is_none());
+    }
+}

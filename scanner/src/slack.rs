@@ -1,0 +1,185 @@
+//! Sending messages to a Slack incoming webhook. A message counts as delivered only
+//! when Slack answers `200` with the body `ok`. `429` (with `Retry-After`), `5xx` and
+//! timeouts are retried; other answers (`400 invalid_blocks`, `404 no_service`) are not.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::notice::SlackMessage;
+use crate::retry::{Attempt, RetryPolicy};
+use crate::secret::Secret;
+
+/// Why a message was not delivered. The webhook URL never appears in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlackError {
+    /// Slack answered `429` on every attempt.
+    #[error("Slack rate limited the message (HTTP 429)")]
+    RateLimited,
+    /// Slack answered with another status, or `200` without `ok`.
+    #[error("Slack rejected the message: HTTP {status}: {body}")]
+    Rejected {
+        /// The status code.
+        status: u16,
+        /// The start of the answer body (Slack's error code, such as `invalid_blocks`).
+        body: String,
+    },
+    /// No answer within the timeout.
+    #[error("Slack did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The connection failed.
+    #[error("cannot reach Slack: {0}")]
+    Transport(String),
+}
+
+/// A Slack incoming-webhook client.
+pub struct SlackClient {
+    http: reqwest::Client,
+    url: Secret,
+    timeout: Duration,
+    retry: RetryPolicy,
+}
+
+impl SlackClient {
+    /// Builds a client for the webhook `url`.
+    pub fn new(url: Secret, timeout: Duration, retry: RetryPolicy) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
+        Ok(Self { http, url, timeout, retry })
+    }
+
+    /// Sends one message, with retries.
+    pub async fn send(&self, message: &SlackMessage) -> Result<(), SlackError> {
+        self.retry.run(|_| self.attempt(message)).await
+    }
+
+    async fn attempt(&self, message: &SlackMessage) -> Attempt<(), SlackError> {
+        let response = match self.http.post(self.url.expose()).json(&message.payload).send().await {
+            Ok(response) => response,
+            Err(error) => return Attempt::Retry { error: self.transport_error(error), after: None },
+        };
+        let status = response.status();
+        let after = crate::retry::retry_after(response.headers());
+        let body = match response.text().await {
+            Ok(body) => body,
+            Err(error) => return Attempt::Retry { error: self.transport_error(error), after: None },
+        };
+        match status {
+            StatusCode::OK if body.trim() == "ok" => Attempt::Done(()),
+            StatusCode::TOO_MANY_REQUESTS => Attempt::Retry { error: SlackError::RateLimited, after },
+            status if status.is_server_error() => Attempt::Retry { error: rejected(status, &body), after },
+            status => Attempt::Fail(rejected(status, &body)),
+        }
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> SlackError {
+        if error.is_timeout() {
+            return SlackError::Timeout(self.timeout);
+        }
+        // reqwest's message names the URL, which is the secret: keep only the kind and causes.
+        let error = error.without_url();
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        SlackError::Transport(message)
+    }
+}
+
+fn rejected(status: StatusCode, body: &str) -> SlackError {
+    SlackError::Rejected { status: status.as_u16(), body: body.chars().take(200).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::StatusCode as AxumStatus;
+    use axum::routing::post;
+    use serde_json::json;
+
+    use super::*;
+
+    /// Serves the answers in order, then `ok`; returns the webhook URL and the call counter.
+    async fn fake_slack(answers: Vec<(u16, &'static str)>) -> (String, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let app = Router::new().route(
+            "/services/T0/B0/secret",
+            post(move || {
+                let number = counter.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = answers.get(number).copied().unwrap_or((200, "ok"));
+                async move { (AxumStatus::from_u16(status).unwrap(), [("retry-after", "0")], body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{address}/services/T0/B0/secret"), calls)
+    }
+
+    fn client(url: String) -> SlackClient {
+        let retry = RetryPolicy { attempts: 3, backoff: Duration::from_millis(10), max_retry_after: Duration::from_secs(1) };
+        SlackClient::new(Secret::new(url), Duration::from_secs(5), retry).unwrap()
+    }
+
+    fn message() -> SlackMessage {
+        SlackMessage { payload: json!({"text": "hello", "blocks": []}), patches: BTreeSet::new() }
+    }
+
+    #[tokio::test]
+    async fn slack_retries_500_and_429() {
+        let (url, calls) = fake_slack(vec![(500, "oops"), (429, "rate_limited")]).await;
+
+        let result = client(url).send(&message()).await;
+
+        assert_eq!(result, Ok(()));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn slack_gives_up_after_attempts() {
+        let (url, calls) = fake_slack(vec![(500, "a"), (500, "b"), (503, "c"), (200, "ok")]).await;
+
+        let result = client(url).send(&message()).await;
+
+        assert_eq!(result, Err(SlackError::Rejected { status: 503, body: "c".into() }));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn slack_bad_request_not_retried() {
+        let (url, calls) = fake_slack(vec![(400, "invalid_blocks")]).await;
+
+        let result = client(url).send(&message()).await;
+
+        assert_eq!(result, Err(SlackError::Rejected { status: 400, body: "invalid_blocks".into() }));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn slack_200_without_ok_is_failure() {
+        let (url, _) = fake_slack(vec![(200, "no"), (200, "no"), (200, "no")]).await;
+
+        let result = client(url).send(&message()).await;
+
+        assert!(matches!(result, Err(SlackError::Rejected { status: 200, .. })));
+    }
+
+    #[tokio::test]
+    async fn slack_error_hides_url() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/services/T0/B0/secret-token", listener.local_addr().unwrap());
+        drop(listener);
+
+        let error = client(url).send(&message()).await.unwrap_err();
+
+        assert!(!error.to_string().contains("secret-token"), "{error}");
+        assert!(!format!("{error:?}").contains("secret-token"), "{error:?}");
+    }
+}

@@ -1,0 +1,259 @@
+//! Which patches were announced, in the ConfigMap `image-patch-state` (key `state.json`).
+//!
+//! A patch counts as announced only once Slack accepted the message, yet two scans
+//! that run at once must not both send it. So a scan first *claims* the patches it is
+//! about to announce, with a write conditioned on the `resourceVersion` it read; the
+//! scan that loses the race re-reads and drops what the winner claimed. After Slack
+//! answered, the claim turns into `announced` records, or is released on failure so
+//! the next scan retries. A claim of a scan that died is ignored after its TTL.
+//!
+//! ```text
+//!  read ─► unannounced ─► claim (rv) ─► send ─┬─ ok ────► confirm: claim → announced
+//!            ▲              │ conflict       └─ failed ─► release: drop claim
+//!            └──────────────┘
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::configmap::{ConfigMapStore, Versioned, Written};
+
+/// Name of the state ConfigMap.
+pub const CONFIGMAP_NAME: &str = "image-patch-state";
+/// Key of the state document.
+pub const CONFIGMAP_KEY: &str = "state.json";
+
+/// Attempts of one conditional write before the scan gives up on the state for this run.
+const WRITE_ATTEMPTS: usize = 10;
+
+/// A repository's patch tag: the unit that is announced once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PatchKey {
+    /// The source repository, `registry/path`.
+    pub repository: String,
+    /// The patch tag.
+    pub patch: String,
+}
+
+/// A patch that Slack accepted a notice for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Announced {
+    /// The repository and patch tag.
+    #[serde(flatten)]
+    pub key: PatchKey,
+    /// The digest named in the notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// When Slack accepted the notice.
+    pub announced_at: DateTime<Utc>,
+}
+
+/// Patches that one scan is sending a notice for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claim {
+    /// The claiming scan.
+    pub scan_id: String,
+    /// When it claimed them.
+    pub claimed_at: DateTime<Utc>,
+    /// The claimed patches.
+    pub patches: Vec<PatchKey>,
+}
+
+/// The state document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateDocument {
+    /// Announced patches, oldest first.
+    #[serde(default)]
+    pub announced: Vec<Announced>,
+    /// Claims of scans that are sending notices.
+    #[serde(default)]
+    pub claims: Vec<Claim>,
+}
+
+/// A failure to read or write the state. The scan then announces nothing this time.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The API server failed.
+    #[error("state ConfigMap {CONFIGMAP_NAME}: {0}")]
+    Api(#[from] kube::Error),
+    /// The document cannot be parsed; fixing or deleting the ConfigMap re-announces what it recorded.
+    #[error("state ConfigMap {CONFIGMAP_NAME}, key {CONFIGMAP_KEY}, cannot be parsed: {0}")]
+    Parse(String),
+    /// Other scans kept changing the ConfigMap.
+    #[error("state ConfigMap {CONFIGMAP_NAME} changed on each of {WRITE_ATTEMPTS} write attempts")]
+    Contended,
+}
+
+impl StateDocument {
+    /// Returns the keys of `candidates` that are neither announced nor claimed by a live
+    /// claim of another scan.
+    pub fn unannounced(&self, candidates: &BTreeSet<PatchKey>, scan_id: &str, now: DateTime<Utc>, claim_ttl: Duration) -> BTreeSet<PatchKey> {
+        let announced: BTreeSet<&PatchKey> = self.announced.iter().map(|record| &record.key).collect();
+        let claimed: BTreeSet<&PatchKey> = self
+            .claims
+            .iter()
+            .filter(|claim| claim.scan_id != scan_id && is_live(claim, now, claim_ttl))
+            .flat_map(|claim| &claim.patches)
+            .collect();
+        candidates.iter().filter(|key| !announced.contains(key) && !claimed.contains(key)).cloned().collect()
+    }
+
+    /// Records `scan_id`'s claim on `patches`, replacing its earlier one and dropping expired claims.
+    pub fn claim(&mut self, scan_id: &str, patches: &BTreeSet<PatchKey>, now: DateTime<Utc>, claim_ttl: Duration) {
+        self.claims.retain(|claim| claim.scan_id != scan_id && is_live(claim, now, claim_ttl));
+        self.claims.push(Claim { scan_id: scan_id.to_string(), claimed_at: now, patches: patches.iter().cloned().collect() });
+    }
+
+    /// Turns the claimed `patches` into announced records and drops `scan_id`'s claim.
+    pub fn confirm(&mut self, scan_id: &str, patches: &BTreeMap<PatchKey, Option<String>>, now: DateTime<Utc>) {
+        self.claims.retain(|claim| claim.scan_id != scan_id);
+        for (key, digest) in patches {
+            if !self.announced.iter().any(|record| &record.key == key) {
+                self.announced.push(Announced { key: key.clone(), digest: digest.clone(), announced_at: now });
+            }
+        }
+    }
+
+    /// Drops `scan_id`'s claim, so that the next scan announces those patches.
+    pub fn release(&mut self, scan_id: &str) {
+        self.claims.retain(|claim| claim.scan_id != scan_id);
+    }
+}
+
+fn is_live(claim: &Claim, now: DateTime<Utc>, claim_ttl: Duration) -> bool {
+    let age = (now - claim.claimed_at).to_std().unwrap_or(Duration::ZERO);
+    age < claim_ttl
+}
+
+/// The state ConfigMap.
+pub struct StateStore {
+    store: ConfigMapStore,
+}
+
+impl StateStore {
+    /// Addresses the state ConfigMap in `namespace`.
+    pub fn new(client: kube::Client, namespace: &str) -> Self {
+        Self { store: ConfigMapStore::new(client, namespace, CONFIGMAP_NAME) }
+    }
+
+    /// Reads the state document.
+    pub async fn read(&self) -> Result<StateDocument, StateError> {
+        let versioned = self.store.read().await?;
+        parse(&versioned)
+    }
+
+    /// Applies `change` to the current document and writes it conditionally, re-reading
+    /// and re-applying on conflict. `change` returns `false` to skip the write.
+    /// Returns the document as written (or as read when skipped).
+    pub async fn update<F>(&self, mut change: F) -> Result<StateDocument, StateError>
+    where
+        F: FnMut(&mut StateDocument) -> bool,
+    {
+        for _ in 0..WRITE_ATTEMPTS {
+            let versioned = self.store.read().await?;
+            let mut document = parse(&versioned)?;
+            if !change(&mut document) {
+                return Ok(document);
+            }
+            let text = serde_json::to_string_pretty(&document).expect("the state document always serializes");
+            let data = BTreeMap::from([(CONFIGMAP_KEY.to_string(), text)]);
+            match self.store.write(data, &versioned).await? {
+                Written::Stored(_) => return Ok(document),
+                Written::Conflict => tracing::info!(configmap = CONFIGMAP_NAME, "another scan changed the state, re-reading"),
+            }
+        }
+        Err(StateError::Contended)
+    }
+}
+
+fn parse(versioned: &Versioned) -> Result<StateDocument, StateError> {
+    match versioned.data.get(CONFIGMAP_KEY) {
+        Some(text) if !text.trim().is_empty() => serde_json::from_str(text).map_err(|error| StateError::Parse(error.to_string())),
+        _ => Ok(StateDocument::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(900);
+
+    fn key(patch: &str) -> PatchKey {
+        PatchKey { repository: "docker.io/mojaloop/quoting-service".into(), patch: patch.into() }
+    }
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 1, 1, 12, minute, 0).unwrap()
+    }
+
+    #[test]
+    fn state_first_scan_announces_everything() {
+        let candidates = BTreeSet::from([key("v10.4.0.1-patch"), key("v10.4.0.2-patch")]);
+
+        let new = StateDocument::default().unannounced(&candidates, "scan-a", at(0), TTL);
+
+        assert_eq!(new, candidates);
+    }
+
+    #[test]
+    fn state_skips_announced_and_live_claims() {
+        let mut document = StateDocument::default();
+        document.confirm("scan-a", &BTreeMap::from([(key("v1.0.0.1-patch"), None)]), at(0));
+        document.claim("scan-b", &BTreeSet::from([key("v1.0.0.2-patch")]), at(1), TTL);
+        let candidates = BTreeSet::from([key("v1.0.0.1-patch"), key("v1.0.0.2-patch"), key("v1.0.0.3-patch")]);
+
+        let for_scan_c = document.unannounced(&candidates, "scan-c", at(2), TTL);
+        let for_scan_b = document.unannounced(&candidates, "scan-b", at(2), TTL);
+
+        assert_eq!(for_scan_c, BTreeSet::from([key("v1.0.0.3-patch")]));
+        assert_eq!(for_scan_b, BTreeSet::from([key("v1.0.0.2-patch"), key("v1.0.0.3-patch")]));
+    }
+
+    #[test]
+    fn state_expired_claim_is_ignored() {
+        let mut document = StateDocument::default();
+        document.claim("dead-scan", &BTreeSet::from([key("v1.0.0.1-patch")]), at(0), TTL);
+        let candidates = BTreeSet::from([key("v1.0.0.1-patch")]);
+
+        let new = document.unannounced(&candidates, "scan-b", at(16), TTL);
+
+        assert_eq!(new, candidates);
+    }
+
+    #[test]
+    fn state_confirm_and_release_drop_claim() {
+        let mut document = StateDocument::default();
+        let patches = BTreeSet::from([key("v1.0.0.1-patch")]);
+        document.claim("scan-a", &patches, at(0), TTL);
+        document.claim("scan-b", &patches, at(0), TTL);
+
+        document.confirm("scan-a", &BTreeMap::from([(key("v1.0.0.1-patch"), Some("sha256:ab".into()))]), at(1));
+        document.release("scan-b");
+
+        assert!(document.claims.is_empty());
+        assert_eq!(document.announced.len(), 1);
+        assert_eq!(document.announced[0].digest.as_deref(), Some("sha256:ab"));
+    }
+
+    #[test]
+    fn state_document_round_trips() {
+        let mut document = StateDocument::default();
+        document.confirm("scan-a", &BTreeMap::from([(key("v1.0.0.1-patch"), None)]), at(0));
+
+        let text = serde_json::to_string(&document).unwrap();
+        let parsed: StateDocument = serde_json::from_str(&text).unwrap();
+
+        assert!(text.contains(r#""repository":"docker.io/mojaloop/quoting-service""#));
+        assert!(text.contains(r#""announcedAt""#));
+        assert_eq!(parsed, document);
+    }
+}
