@@ -119,7 +119,8 @@ fn pod(namespace: &str, name: &str) -> String {
     .to_string()
 }
 
-/// The image the API server would store for a Pod in `namespace`, by a server-side dry run.
+/// Returns the image the API server would store for a Pod in `namespace`, by a server-side
+/// dry run.
 async fn dry_run_image(cluster: &Cluster, dir: &Path, namespace: &str) -> Result<String> {
     let path = dir.join("dry-run-pod.json");
     std::fs::write(&path, pod(namespace, "dry-run"))?;
@@ -143,7 +144,7 @@ async fn dry_run_image(cluster: &Cluster, dir: &Path, namespace: &str) -> Result
 }
 
 /// Polls `check` every 200 ms until it returns true, for up to `limit`.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<Duration>
+async fn eventually<F, Fut>(description: &str, limit: Duration, mut check: F) -> Result<Duration>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool>>,
@@ -154,7 +155,7 @@ where
             return Ok(started.elapsed());
         }
         if started.elapsed() > limit {
-            bail!("timed out after {limit:?} waiting for {what}");
+            bail!("timed out after {limit:?} waiting for {description}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -211,7 +212,7 @@ async fn webhook_behind_real_apiserver() -> Result<()> {
     )
     .await?;
 
-    // The certs script creates the CA and certificate, the Secrets, and the caBundle; a
+    // The certs script creates the CA and certificate, the Secrets, and the caBundle. A
     // second run changes nothing.
     let certs = dir.path().join("certs");
     let first = run_certs_script(&cluster, &certs).await?;
@@ -284,7 +285,7 @@ async fn exercise(cluster: &Cluster, dir: &Path) -> Result<()> {
         .await?;
     cluster.create_namespace("elsewhere", &[]).await?;
 
-    // The example ConfigMap approves nothing; an edit adds the approval and reaches the
+    // The example ConfigMap approves nothing. An edit adds the approval, which reaches the
     // webhook within seconds.
     apply(cluster, dir, &set_approvals_command(APPROVAL)).await?;
     let delay = eventually(
@@ -365,7 +366,7 @@ async fn exercise(cluster: &Cluster, dir: &Path) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(dry_run_image(cluster, dir, "payments").await?, PATCHED);
 
-    // Audit mode warns and stores the object unchanged; other namespaces are not touched.
+    // Audit mode warns and stores the object unchanged, and other namespaces are not touched.
     let audit_warnings = apply(cluster, dir, &pod("audited", "audited")).await?;
     assert!(
         audit_warnings.contains("would be rewritten to (audit mode)"),
