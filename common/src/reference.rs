@@ -7,7 +7,7 @@
 //!    `harbor.local:5000/mojaloop/central-ledger` is never read as a tag.
 //! 3. The first `/`-separated part is a registry when it contains `.` or `:`, is
 //!    `localhost`, or is a bracketed IPv6 address. Otherwise the registry is `docker.io`.
-//!    Docker also reads a first part with uppercase letters as a registry; here it stays
+//!    Docker also reads a first part with uppercase letters as a registry. Here it stays
 //!    part of the path, so `Mojaloop/Quoting` is reported as an uppercase repository.
 //! 4. Docker's normalization: the registry host is lowercased, `index.docker.io` becomes
 //!    `docker.io`, and a one-part Docker Hub path gets `library/`.
@@ -93,7 +93,7 @@ pub enum ReferenceError {
         reference: String,
         /// The registry as written.
         registry: String,
-        /// What is wrong with it.
+        /// The problem and its fix.
         reason: &'static str,
     },
     /// The repository path has uppercase letters.
@@ -111,7 +111,7 @@ pub enum ReferenceError {
         reference: String,
         /// The repository path as written.
         repository: String,
-        /// What is wrong with it.
+        /// The problem and its fix.
         reason: &'static str,
     },
     /// The tag breaks the grammar `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
@@ -121,7 +121,7 @@ pub enum ReferenceError {
         reference: String,
         /// The tag as written.
         tag: String,
-        /// What is wrong with it.
+        /// The problem and its fix.
         reason: &'static str,
     },
     /// The digest is malformed or uses an unsupported algorithm.
@@ -131,7 +131,7 @@ pub enum ReferenceError {
         reference: String,
         /// The digest as written.
         digest: String,
-        /// What is wrong with it.
+        /// The problem and its fix.
         reason: &'static str,
     },
     /// A tag or digest was given where only a name is allowed.
@@ -242,7 +242,7 @@ impl std::str::FromStr for ImageRef {
 }
 
 /// Splits the registry off a name when its first part looks like a host.
-fn split_registry(name: &str) -> (Option<&str>, &str) {
+pub(crate) fn split_registry(name: &str) -> (Option<&str>, &str) {
     match name.split_once('/') {
         Some((first, path)) if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') => (Some(first), path),
         _ => (None, name),
@@ -374,4 +374,226 @@ pub fn is_sha256_digest(digest: &str) -> bool {
 
 fn is_image_id(path: &str) -> bool {
     path.len() == 64 && path.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use rstest::rstest;
+
+    use super::*;
+
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[rstest]
+    #[case("mysql", "docker.io", "library/mysql", None, None, "docker.io/library/mysql")]
+    #[case("mysql:8.0.1", "docker.io", "library/mysql", Some("8.0.1"), None, "docker.io/library/mysql:8.0.1")]
+    #[case("library/mysql:8.0.1", "docker.io", "library/mysql", Some("8.0.1"), None, "docker.io/library/mysql:8.0.1")]
+    #[case("docker.io/mysql:8.0.1", "docker.io", "library/mysql", Some("8.0.1"), None, "docker.io/library/mysql:8.0.1")]
+    #[case("index.docker.io/mysql:8.0.1", "docker.io", "library/mysql", Some("8.0.1"), None, "docker.io/library/mysql:8.0.1")]
+    #[case("INDEX.Docker.IO/mojaloop/x:v1", "docker.io", "mojaloop/x", Some("v1"), None, "docker.io/mojaloop/x:v1")]
+    #[case("mojaloop/quoting-service:v10.4.0", "docker.io", "mojaloop/quoting-service", Some("v10.4.0"), None, "docker.io/mojaloop/quoting-service:v10.4.0")]
+    #[case(
+        "harbor.local:5000/mojaloop/central-ledger:v10.4.0",
+        "harbor.local:5000",
+        "mojaloop/central-ledger",
+        Some("v10.4.0"),
+        None,
+        "harbor.local:5000/mojaloop/central-ledger:v10.4.0"
+    )]
+    #[case("harbor.local:5000/mojaloop/central-ledger", "harbor.local:5000", "mojaloop/central-ledger", None, None, "harbor.local:5000/mojaloop/central-ledger")]
+    #[case("localhost/app:v1", "localhost", "app", Some("v1"), None, "localhost/app:v1")]
+    #[case("localhost:5000/app", "localhost:5000", "app", None, None, "localhost:5000/app")]
+    #[case("localhost:5000", "docker.io", "library/localhost", Some("5000"), None, "docker.io/library/localhost:5000")]
+    #[case("[::1]:5000/app:v1", "[::1]:5000", "app", Some("v1"), None, "[::1]:5000/app:v1")]
+    #[case("127.0.0.1:5000/a/b/c:v1", "127.0.0.1:5000", "a/b/c", Some("v1"), None, "127.0.0.1:5000/a/b/c:v1")]
+    #[case("mirror.gcr.io/mojaloop/x:v1", "mirror.gcr.io", "mojaloop/x", Some("v1"), None, "mirror.gcr.io/mojaloop/x:v1")]
+    #[case("ghcr.io/mysql:8", "ghcr.io", "mysql", Some("8"), None, "ghcr.io/mysql:8")]
+    #[case("a__b-c_d---e/f.g:_tag", "docker.io", "a__b-c_d---e/f.g", Some("_tag"), None, "docker.io/a__b-c_d---e/f.g:_tag")]
+    fn parse_normalizes(
+        #[case] reference: &str,
+        #[case] registry: &str,
+        #[case] path: &str,
+        #[case] tag: Option<&str>,
+        #[case] digest: Option<&str>,
+        #[case] display: &str,
+    ) {
+        let image = ImageRef::parse(reference).expect("reference is valid");
+        assert_eq!(image.repository.registry, registry);
+        assert_eq!(image.repository.path, path);
+        assert_eq!(image.tag.as_deref(), tag);
+        assert_eq!(image.digest.as_deref(), digest);
+        assert_eq!(image.to_string(), display);
+    }
+
+    #[test]
+    fn parse_digest_only() {
+        let image = ImageRef::parse(&format!("mojaloop/x@{DIGEST}")).expect("reference is valid");
+        assert_eq!(image.tag, None);
+        assert_eq!(image.digest.as_deref(), Some(DIGEST));
+        assert_eq!(image.written_name, "mojaloop/x");
+    }
+
+    #[test]
+    fn parse_tag_and_digest() {
+        let image = ImageRef::parse(&format!("harbor.local:5000/mojaloop/x:v1@{DIGEST}")).expect("reference is valid");
+        assert_eq!(image.repository.registry, "harbor.local:5000");
+        assert_eq!(image.tag.as_deref(), Some("v1"));
+        assert_eq!(image.digest.as_deref(), Some(DIGEST));
+        assert_eq!(image.to_string(), format!("harbor.local:5000/mojaloop/x:v1@{DIGEST}"));
+    }
+
+    #[test]
+    fn parse_sha512_digest() {
+        let digest = format!("sha512:{}", "ab".repeat(64));
+        let image = ImageRef::parse(&format!("x@{digest}")).expect("reference is valid");
+        assert_eq!(image.digest, Some(digest));
+    }
+
+    #[rstest]
+    #[case("", r#"invalid image reference "": it is empty; write a name such as mojaloop/quoting-service:v10.4.0"#)]
+    #[case("Mojaloop/Quoting:v1", r#"invalid image reference "Mojaloop/Quoting:v1": repository "Mojaloop/Quoting" must be lowercase"#)]
+    #[case("harbor.local/Mojaloop/x", r#"invalid image reference "harbor.local/Mojaloop/x": repository "Mojaloop/x" must be lowercase"#)]
+    #[case(
+        "x@sha256:abc",
+        r#"invalid image reference "x@sha256:abc": digest "sha256:abc" is malformed; sha256 needs exactly 64 lowercase hex digits"#
+    )]
+    #[case("x:", r#"invalid image reference "x:": tag "" is empty; remove the ':' or write a tag after it"#)]
+    fn parse_error_message(#[case] reference: &str, #[case] message: &str) {
+        let error = ImageRef::parse(reference).expect_err("reference is invalid");
+        assert_eq!(error.to_string(), message);
+    }
+
+    #[rstest]
+    #[case::uppercase_digest(&format!("x@sha256:{}", "A".repeat(64)), "digest")]
+    #[case::short_digest("x@sha256:0123", "digest")]
+    #[case::long_digest(&format!("x@sha256:{}", "a".repeat(65)), "digest")]
+    #[case::no_algorithm(&format!("x@{}", "a".repeat(64)), "digest")]
+    #[case::unknown_algorithm(&format!("x@md5:{}", "a".repeat(32)), "digest")]
+    #[case::empty_digest("x@", "digest")]
+    #[case::second_at(&format!("x@{DIGEST}@{DIGEST}"), "digest")]
+    #[case::tag_with_space("x:v 1", "tag")]
+    #[case::tag_starting_with_dot("x:.v1", "tag")]
+    #[case::tag_starting_with_dash("x:-v1", "tag")]
+    #[case::tag_too_long(&format!("x:{}", "a".repeat(129)), "tag")]
+    #[case::tag_non_ascii("x:v1.٠", "tag")]
+    #[case::two_tags("x:v1:v2", "tag")]
+    #[case::bad_host("bad_host.io/x", "registry")]
+    #[case::host_dash("-bad.io/x", "registry")]
+    #[case::bad_port("harbor.local:port/x", "registry")]
+    #[case::big_port("harbor.local:70000/x", "registry")]
+    #[case::empty_port("harbor.local:/x", "registry")]
+    #[case::open_bracket("[::1/x", "registry")]
+    #[case::empty_path("harbor.local/", "repository")]
+    #[case::double_slash("a//b", "repository")]
+    #[case::trailing_slash("a/", "repository")]
+    #[case::leading_separator("_a/b", "repository")]
+    #[case::triple_underscore("a___b", "repository")]
+    #[case::dot_dash("a.-b", "repository")]
+    #[case::space(" mysql", "repository")]
+    #[case::newline("mysql\n", "repository")]
+    #[case::non_ascii("mÿsql", "repository")]
+    #[case::image_id(&"a".repeat(64), "repository")]
+    #[case::name_too_long(&format!("a/{}", "b".repeat(254)), "characters long")]
+    fn parse_error_names_part(#[case] reference: &str, #[case] part: &str) {
+        let error = ImageRef::parse(reference).expect_err("reference is invalid").to_string();
+        assert!(error.contains(part), "{error:?} does not name the {part}");
+    }
+
+    #[test]
+    fn parse_accepts_255_character_name() {
+        let name = format!("a/{}", "b".repeat(253));
+        assert_eq!(name.len(), MAX_NAME_LENGTH);
+        assert!(ImageRef::parse(&name).is_ok());
+    }
+
+    #[test]
+    fn parse_accepts_128_character_tag() {
+        let reference = format!("x:{}", "a".repeat(128));
+        assert!(ImageRef::parse(&reference).is_ok());
+    }
+
+    #[rstest]
+    #[case("mojaloop/quoting-service:v10.4.0", "mojaloop/quoting-service:v10.4.0.1-patch")]
+    #[case("mirror.gcr.io/mojaloop/x:v10.4.0", "mirror.gcr.io/mojaloop/x:v10.4.0.1-patch")]
+    #[case("harbor.local:5000/x:v10.4.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "harbor.local:5000/x:v10.4.0.1-patch")]
+    #[case("Harbor.Local:5000/x:v10.4.0", "Harbor.Local:5000/x:v10.4.0.1-patch")]
+    #[case("mysql", "mysql:v10.4.0.1-patch")]
+    fn with_tag_keeps_written_name(#[case] reference: &str, #[case] expected: &str) {
+        let image = ImageRef::parse(reference).expect("reference is valid");
+        assert_eq!(image.with_tag("v10.4.0.1-patch", None), expected);
+    }
+
+    #[test]
+    fn with_tag_adds_digest() {
+        let image = ImageRef::parse("mojaloop/x:v10.4.0").expect("reference is valid");
+        assert_eq!(image.with_tag("v10.4.0.1-patch", Some(DIGEST)), format!("mojaloop/x:v10.4.0.1-patch@{DIGEST}"));
+    }
+
+    #[rstest]
+    #[case("mysql", "docker.io/library/mysql")]
+    #[case("mirror.gcr.io/mojaloop/x", "mirror.gcr.io/mojaloop/x")]
+    fn repository_parse_normalizes(#[case] name: &str, #[case] expected: &str) {
+        assert_eq!(Repository::parse(name).map(|repository| repository.to_string()), Ok(expected.to_owned()));
+    }
+
+    #[test]
+    fn repository_parse_rejects_tag() {
+        assert_eq!(
+            Repository::parse("mysql:8").map_err(|error| error.to_string()),
+            Err(r#"invalid image name "mysql:8": remove the tag and digest, only the repository is expected here"#.to_owned())
+        );
+    }
+
+    #[rstest]
+    #[case(DIGEST, true)]
+    #[case("sha256:0123", false)]
+    #[case("sha512:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", false)]
+    fn sha256_digest_check(#[case] digest: &str, #[case] expected: bool) {
+        assert_eq!(is_sha256_digest(digest), expected);
+    }
+
+    fn references() -> impl Strategy<Value = String> {
+        // No '.' in path parts: a first part with a dot would be read as a registry.
+        let component = "[a-z0-9]{1,5}([_-][a-z0-9]{1,5}|__[a-z0-9]{1,5}){0,2}";
+        let registry = prop_oneof![
+            Just(String::new()),
+            Just("docker.io/".to_owned()),
+            Just("index.docker.io/".to_owned()),
+            Just("localhost/".to_owned()),
+            "[a-z]{1,8}\\.[a-z]{2,4}(:[1-9][0-9]{0,3})?/",
+        ];
+        let path = proptest::collection::vec(component, 1..4).prop_map(|parts| parts.join("/"));
+        let tag = proptest::option::of("[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}");
+        let digest = proptest::option::of("[0-9a-f]{64}");
+        (registry, path, tag, digest).prop_map(|(registry, path, tag, digest)| {
+            let mut reference = format!("{registry}{path}");
+            if let Some(tag) = tag {
+                reference = format!("{reference}:{tag}");
+            }
+            if let Some(digest) = digest {
+                reference = format!("{reference}@sha256:{digest}");
+            }
+            reference
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn display_then_parse_round_trips(reference in references()) {
+            let image = ImageRef::parse(&reference).expect("generated reference is valid");
+            let canonical = image.to_string();
+            let reparsed = ImageRef::parse(&canonical).expect("canonical reference is valid");
+            prop_assert_eq!(&reparsed.repository, &image.repository);
+            prop_assert_eq!(&reparsed.tag, &image.tag);
+            prop_assert_eq!(&reparsed.digest, &image.digest);
+            prop_assert_eq!(&reparsed.written_name, &image.repository.to_string());
+            prop_assert_eq!(reparsed.to_string(), canonical);
+        }
+
+        #[test]
+        fn parse_never_panics(reference in "\\PC{0,300}") {
+            let _ = ImageRef::parse(&reference);
+        }
+    }
 }

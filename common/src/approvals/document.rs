@@ -24,7 +24,7 @@ pub struct ApprovalEntry {
     /// Namespaces in scope; absent means every opted-in namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<Vec<String>>,
-    /// Who approved it, shown in notices and annotations.
+    /// The approver, shown in notices and annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
     /// Free text.
@@ -54,7 +54,7 @@ pub struct PolicyEntry {
 
 /// A whole approvals document, as written.
 ///
-/// Reading a document into this type fails on the first invalid entry; use
+/// Reading a document into this type fails on the first invalid entry. Use
 /// `Approvals::parse` to read a document entry by entry, and [`append_approval`] to add
 /// an approval while keeping every other entry as it is, valid or not.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

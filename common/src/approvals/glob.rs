@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use regex::Regex;
 
-use crate::reference::{DOCKER_HUB, Repository, normalize_registry};
+use crate::reference::{DOCKER_HUB, Repository, normalize_registry, split_registry};
 
 /// A compiled policy glob.
 #[derive(Debug, Clone)]
@@ -30,10 +30,8 @@ impl Glob {
             return Err(format!("image {image:?} has a tag or digest; a policy names repositories only, such as mojaloop/*"));
         }
 
-        let (registry, path) = match image.split_once('/') {
-            Some((first, path)) if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') => (first, path),
-            _ => (DOCKER_HUB, image),
-        };
+        let (registry, path) = split_registry(image);
+        let registry = registry.unwrap_or(DOCKER_HUB);
         let registry = if registry.contains('*') {
             check_glob_chars(registry, |b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
                 .map_err(|()| format!("image {image:?} has an invalid registry {registry:?}; use a host name such as harbor.local:5000"))?;
@@ -82,4 +80,63 @@ fn compile(glob: &str) -> Result<Regex, String> {
     regex.push_str(&regex::escape(rest));
     regex.push('$');
     Regex::new(&regex).map_err(|error| format!("glob {glob:?} cannot be compiled: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    fn aliases() -> BTreeMap<String, String> {
+        BTreeMap::from([("mirror.gcr.io".to_owned(), "docker.io".to_owned())])
+    }
+
+    #[rstest]
+    #[case("mojaloop/*", "docker.io/mojaloop/*")]
+    #[case("mysql", "docker.io/library/mysql")]
+    #[case("*", "docker.io/library/*")]
+    #[case("**", "docker.io/**")]
+    #[case("docker.io/mojaloop/**", "docker.io/mojaloop/**")]
+    #[case("index.docker.io/mojaloop/*", "docker.io/mojaloop/*")]
+    #[case("mirror.gcr.io/mojaloop/*", "docker.io/mojaloop/*")]
+    #[case("Harbor.Local:5000/team/*", "harbor.local:5000/team/*")]
+    #[case("*.example.org/team/*", "*.example.org/team/*")]
+    fn glob_normalizes(#[case] image: &str, #[case] expected: &str) {
+        assert_eq!(Glob::new(image, &aliases()).map(|glob| glob.pattern), Ok(expected.to_owned()));
+    }
+
+    #[rstest]
+    #[case("mojaloop/*", "docker.io", "mojaloop/quoting-service", true)]
+    #[case("mojaloop/*", "docker.io", "mojaloop/tools/curl", false)]
+    #[case("mojaloop/**", "docker.io", "mojaloop/tools/curl", true)]
+    #[case("mojaloop/*", "harbor.local", "mojaloop/quoting-service", false)]
+    #[case("mojaloop/*", "docker.io", "mojaloopx/quoting-service", false)]
+    #[case("mojaloop/central-*", "docker.io", "mojaloop/central-ledger", true)]
+    #[case("mojaloop/central-*", "docker.io", "mojaloop/quoting-service", false)]
+    #[case("mysql", "docker.io", "library/mysql", true)]
+    #[case("mysql", "docker.io", "library/mysql-router", false)]
+    #[case("*.example.org/team/*", "registry.example.org", "team/app", true)]
+    #[case("*.example.org/team/*", "registry.example.com", "team/app", false)]
+    #[case("registry.example.org/team/*", "registry.example.org", "team/app", true)]
+    #[case("a.b/x.y", "a.b", "xzy", false)]
+    fn glob_matches(#[case] image: &str, #[case] registry: &str, #[case] path: &str, #[case] expected: bool) {
+        let glob = Glob::new(image, &aliases()).expect("glob is valid");
+        let repository = Repository { registry: registry.to_owned(), path: path.to_owned() };
+        assert_eq!(glob.matches(&repository), expected);
+    }
+
+    #[rstest]
+    #[case("mojaloop/*:v1", "tag or digest")]
+    #[case("mojaloop/x@sha256:abc", "tag or digest")]
+    #[case("Mojaloop/*", "invalid path")]
+    #[case("mojaloop//x", "empty path part")]
+    #[case("harbor.local/", "empty path part")]
+    #[case("bad_host.io/x", "registry")]
+    #[case("*_x.io/x", "invalid registry")]
+    #[case("mojaloop/[a-z]", "invalid path")]
+    fn glob_rejects(#[case] image: &str, #[case] part: &str) {
+        let error = Glob::new(image, &aliases()).expect_err("glob is invalid");
+        assert!(error.contains(part), "{error:?} does not mention {part:?}");
+    }
 }

@@ -135,7 +135,7 @@ fn read_policies(approvals: &mut Approvals, values: Vec<Value>, positions: &Posi
 }
 
 fn check_policy(approvals: &Approvals, index: usize, value: Value, positions: &Positions) -> Result<(Policy, Glob), String> {
-    let entry: PolicyEntry = serde_yaml_ng::from_value(value).map_err(|error| error.to_string())?;
+    let entry: PolicyEntry = serde_yaml_ng::from_value(value).map_err(describe_shape_error)?;
     let glob = Glob::new(&entry.image, &approvals.aliases)?;
 
     let name = entry.scheme.as_deref().unwrap_or("patch-suffix");
@@ -168,6 +168,17 @@ fn check_policy(approvals: &Approvals, index: usize, value: Value, positions: &P
     Ok((policy, glob))
 }
 
+/// Describes an entry that does not fit its type, with a hint for the usual cause of a
+/// type error: YAML reads an unquoted `8.0` as a number, not a tag.
+fn describe_shape_error(error: serde_yaml_ng::Error) -> String {
+    let message = error.to_string();
+    if message.starts_with("invalid type") {
+        format!("{message}; quote tags and names that YAML would read as numbers or booleans, such as version: \"8.0\"")
+    } else {
+        message
+    }
+}
+
 fn read_approvals(approvals: &mut Approvals, values: Vec<Value>, positions: &Positions, errors: &mut Vec<EntryError>) {
     for (index, value) in values.into_iter().enumerate() {
         match check_approval(approvals, index, value, positions) {
@@ -183,7 +194,7 @@ fn read_approvals(approvals: &mut Approvals, values: Vec<Value>, positions: &Pos
 }
 
 fn check_approval(approvals: &Approvals, index: usize, value: Value, positions: &Positions) -> Result<Approval, String> {
-    let entry: ApprovalEntry = serde_yaml_ng::from_value(value).map_err(|error| error.to_string())?;
+    let entry: ApprovalEntry = serde_yaml_ng::from_value(value).map_err(describe_shape_error)?;
 
     let image = ImageRef::parse(&entry.image).map_err(|error| error.to_string())?;
     if image.tag.is_some() || image.digest.is_some() {

@@ -100,3 +100,66 @@ fn record(positions: &mut Positions, stack: &mut [Frame], event: &Event<'_>, lin
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_block_entries() {
+        let document = "\
+# approvals for the hub
+approvals:
+  - image: a
+    version: v1.0.0
+
+  - image: b
+policies:
+- image: c
+  scheme: semver-patch
+- {image: d}
+registries:
+  mirror.gcr.io: docker.io
+  # a comment
+  harbor.local: docker.io
+";
+        let positions = find(document);
+        assert_eq!(positions.approvals, [3, 6]);
+        assert_eq!(positions.policies, [8, 10]);
+        assert_eq!(positions.registries, [12, 14]);
+    }
+
+    #[test]
+    fn find_flow_entries() {
+        let document = "approvals: [{image: a}, {image: b},\n  {image: c}]\nregistries: {a.io: b.io}\n";
+        let positions = find(document);
+        assert_eq!(positions.approvals, [1, 1, 2]);
+        assert_eq!(positions.registries, [3]);
+    }
+
+    #[test]
+    fn find_skips_nested_lists() {
+        let document = "approvals:\n  - image: a\n    namespaces:\n      - x\n      - y\n  - image: b\n";
+        assert_eq!(find(document).approvals, [2, 6]);
+    }
+
+    #[test]
+    fn find_reads_first_document_only() {
+        let document = "approvals:\n  - image: a\n---\napprovals:\n  - image: b\n";
+        assert_eq!(find(document).approvals, [2]);
+    }
+
+    #[test]
+    fn line_unknown_is_zero() {
+        let positions = find("approvals:\n  - image: a\n");
+        assert_eq!(positions.line("approvals", 0), 2);
+        assert_eq!(positions.line("approvals", 1), 0);
+        assert_eq!(positions.line("other", 0), 0);
+    }
+
+    #[test]
+    fn find_stops_at_syntax_error() {
+        let positions = find("approvals:\n  - image: a\n  - [unclosed\n");
+        assert_eq!(positions.line("approvals", 0), 2);
+    }
+}
