@@ -16,7 +16,7 @@
 //! controllers with per-controller service-account credentials; there is no
 //! scheduler and no kubelet, so Pods are stored and stay `Pending`.
 
-use crate::pki::Pki;
+use crate::pki::{KeyPair, Pki};
 use crate::ports::free_port;
 use crate::process::{ManagedProcess, print_log_tail};
 use crate::tools::Tools;
@@ -31,6 +31,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -54,6 +55,19 @@ pub struct ClusterOptions {
     pub controller_manager_args: Vec<String>,
 }
 
+/// A certificate and its private key, as PEM text and as files.
+#[derive(Clone, Debug)]
+pub struct CertifiedKey {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key, PEM (PKCS #8, P-256).
+    pub key_pem: String,
+    /// The file that contains `cert_pem`.
+    pub cert_path: PathBuf,
+    /// The file that contains `key_pem`.
+    pub key_path: PathBuf,
+}
+
 /// A running control plane: etcd, kube-apiserver and kube-controller-manager.
 ///
 /// Dropping it stops the three processes. When the test is panicking, the tail
@@ -65,6 +79,8 @@ pub struct Cluster {
     etcd: ManagedProcess,
     dir: Option<TempDir>,
     tools: Tools,
+    pki: Pki,
+    certificates_issued: AtomicUsize,
     server_url: String,
     ca_pem: String,
     admin_kubeconfig: PathBuf,
@@ -132,8 +148,14 @@ impl Cluster {
             "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
             "--authorization-mode=RBAC".to_owned(),
             format!("--service-account-issuer={server_url}"),
-            format!("--service-account-key-file={}", pki.service_account_public_key.display()),
-            format!("--service-account-signing-key-file={}", pki.service_account_key.display()),
+            format!(
+                "--service-account-key-file={}",
+                pki.service_account_public_key.display()
+            ),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.service_account_key.display()
+            ),
             "--allow-privileged=true".to_owned(),
             // The `kubernetes` Service's endpoints would be 127.0.0.1, which
             // endpoint validation rejects; nothing here needs them.
@@ -141,8 +163,11 @@ impl Cluster {
             "--profiling=false".to_owned(),
         ]);
         apiserver_command.args(&options.apiserver_args);
-        let mut apiserver =
-            ManagedProcess::spawn("kube-apiserver", apiserver_command, &root.join("kube-apiserver.log"))?;
+        let mut apiserver = ManagedProcess::spawn(
+            "kube-apiserver",
+            apiserver_command,
+            &root.join("kube-apiserver.log"),
+        )?;
 
         let admin_kubeconfig = root.join("admin.kubeconfig");
         write_kubeconfig(
@@ -158,7 +183,9 @@ impl Cluster {
         let client = client_from_kubeconfig(&admin_kubeconfig).await?;
         apiserver
             .wait_ready(STARTUP_TIMEOUT, || async {
-                let request = http::Request::get("/readyz").body(Vec::new()).expect("static request");
+                let request = http::Request::get("/readyz")
+                    .body(Vec::new())
+                    .expect("static request");
                 matches!(client.request_text(request).await, Ok(body) if body.trim() == "ok")
             })
             .await?;
@@ -182,14 +209,26 @@ impl Cluster {
         let mut controller_manager_command = Command::new(tools.kube_controller_manager());
         controller_manager_command.args([
             format!("--kubeconfig={}", controller_manager_kubeconfig.display()),
-            format!("--authentication-kubeconfig={}", controller_manager_kubeconfig.display()),
-            format!("--authorization-kubeconfig={}", controller_manager_kubeconfig.display()),
-            format!("--cert-dir={}", root.join("controller-manager-certs").display()),
+            format!(
+                "--authentication-kubeconfig={}",
+                controller_manager_kubeconfig.display()
+            ),
+            format!(
+                "--authorization-kubeconfig={}",
+                controller_manager_kubeconfig.display()
+            ),
+            format!(
+                "--cert-dir={}",
+                root.join("controller-manager-certs").display()
+            ),
             format!("--secure-port={controller_manager_port}"),
             "--bind-address=127.0.0.1".to_owned(),
             "--use-service-account-credentials=true".to_owned(),
             format!("--controllers={controllers}"),
-            format!("--service-account-private-key-file={}", pki.service_account_key.display()),
+            format!(
+                "--service-account-private-key-file={}",
+                pki.service_account_key.display()
+            ),
             format!("--root-ca-file={}", pki.ca.cert.display()),
             format!("--cluster-signing-cert-file={}", pki.ca.cert.display()),
             format!("--cluster-signing-key-file={}", pki.ca.key.display()),
@@ -216,6 +255,8 @@ impl Cluster {
             etcd,
             dir: Some(dir),
             tools,
+            pki,
+            certificates_issued: AtomicUsize::new(0),
             server_url,
             ca_pem,
             admin_kubeconfig,
@@ -223,33 +264,52 @@ impl Cluster {
         })
     }
 
-    /// The API server's URL, `https://127.0.0.1:<port>`.
+    /// Returns the API server's URL, `https://127.0.0.1:<port>`.
     pub fn server_url(&self) -> &str {
         &self.server_url
     }
 
-    /// The PEM certificate of the CA that signed the API server's certificate
+    /// Returns the PEM certificate of the CA that signed the API server's certificate
     /// and that the API server trusts for client certificates.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
     }
 
-    /// The admin kubeconfig (a client certificate in `system:masters`).
+    /// Issues a serving certificate for `hosts` (IP addresses or DNS names)
+    /// signed by the cluster's CA, so that a webhook server started by a test
+    /// is trusted with [`Cluster::ca_pem`] as its `caBundle`.
+    pub fn issue_serving_certificate(&self, hosts: &[&str]) -> Result<CertifiedKey> {
+        let number = self.certificates_issued.fetch_add(1, Ordering::Relaxed);
+        let pair: KeyPair =
+            self.pki
+                .issue_serving(&self.dir().join("pki"), &format!("serving-{number}"), hosts)?;
+        Ok(CertifiedKey {
+            cert_pem: read_to_string(&pair.cert)?,
+            key_pem: read_to_string(&pair.key)?,
+            cert_path: pair.cert,
+            key_path: pair.key,
+        })
+    }
+
+    /// Returns the admin kubeconfig (a client certificate in `system:masters`).
     pub fn kubeconfig_path(&self) -> &Path {
         &self.admin_kubeconfig
     }
 
-    /// The cluster's state directory: PKI, kubeconfigs, etcd data and logs.
+    /// Returns the cluster's state directory: PKI, kubeconfigs, etcd data and logs.
     pub fn dir(&self) -> &Path {
-        self.dir.as_ref().expect("the directory lives as long as the cluster").path()
+        self.dir
+            .as_ref()
+            .expect("the directory lives as long as the cluster")
+            .path()
     }
 
-    /// The tools the cluster was started with.
+    /// Returns the tools the cluster was started with.
     pub fn tools(&self) -> &Tools {
         &self.tools
     }
 
-    /// A client with the admin's credentials.
+    /// Returns a client with the admin's credentials.
     pub fn client(&self) -> kube::Client {
         self.client.clone()
     }
@@ -271,11 +331,15 @@ impl Cluster {
             ..Namespace::default()
         };
         let namespaces: Api<Namespace> = Api::all(self.client());
-        let created = namespaces.create(&PostParams::default(), &namespace).await?;
+        let created = namespaces
+            .create(&PostParams::default(), &namespace)
+            .await?;
         let service_accounts: Api<ServiceAccount> = Api::namespaced(self.client(), name);
-        wait_for(&format!("the default ServiceAccount of namespace {name}"), Duration::from_secs(30), || async {
-            matches!(service_accounts.get_opt("default").await, Ok(Some(_)))
-        })
+        wait_for(
+            &format!("the default ServiceAccount of namespace {name}"),
+            Duration::from_secs(30),
+            || async { matches!(service_accounts.get_opt("default").await, Ok(Some(_))) },
+        )
         .await?;
         Ok(created)
     }
@@ -295,13 +359,14 @@ impl Cluster {
         let response: TokenRequest = service_accounts
             .create_subresource("token", name, &PostParams::default(), &request)
             .await?;
-        let token = response
-            .status
-            .map(|status| status.token)
-            .ok_or_else(|| {
-                Error::UnexpectedResponse(format!("the TokenRequest for ServiceAccount {namespace}/{name} has no status"))
-            })?;
-        let path = self.dir().join(format!("serviceaccount-{namespace}-{name}.kubeconfig"));
+        let token = response.status.map(|status| status.token).ok_or_else(|| {
+            Error::UnexpectedResponse(format!(
+                "the TokenRequest for ServiceAccount {namespace}/{name} has no status"
+            ))
+        })?;
+        let path = self
+            .dir()
+            .join(format!("serviceaccount-{namespace}-{name}.kubeconfig"));
         write_kubeconfig(
             &path,
             &self.server_url,
@@ -313,7 +378,11 @@ impl Cluster {
     }
 
     /// Returns a client that authenticates as the ServiceAccount `namespace/name`.
-    pub async fn service_account_client(&self, namespace: &str, name: &str) -> Result<kube::Client> {
+    pub async fn service_account_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<kube::Client> {
         let path = self.service_account_kubeconfig(namespace, name).await?;
         client_from_kubeconfig(&path).await
     }
@@ -380,7 +449,7 @@ impl Cluster {
         run(self.helm4_command(), args).await
     }
 
-    /// The process ids of etcd, kube-apiserver and kube-controller-manager, for
+    /// Returns the process ids of etcd, kube-apiserver and kube-controller-manager, for
     /// tests that check that nothing outlives the cluster.
     pub fn pids(&self) -> Vec<u32> {
         [&self.etcd, &self.apiserver, &self.controller_manager]
@@ -455,7 +524,11 @@ fn describe(command: &Command) -> String {
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     std::iter::once(program)
-        .chain(command.get_args().map(|arg| arg.to_string_lossy().into_owned()))
+        .chain(
+            command
+                .get_args()
+                .map(|arg| arg.to_string_lossy().into_owned()),
+        )
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -482,7 +555,13 @@ enum KubeconfigUser<'a> {
 }
 
 /// Writes a self-contained kubeconfig with one cluster, user and context.
-fn write_kubeconfig(path: &Path, server: &str, ca_pem: &str, user: &str, credentials: KubeconfigUser<'_>) -> Result<()> {
+fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    credentials: KubeconfigUser<'_>,
+) -> Result<()> {
     let user_entry = match credentials {
         KubeconfigUser::ClientCertificate { cert, key } => serde_json::json!({
             "client-certificate-data": BASE64.encode(cert),
@@ -505,13 +584,15 @@ fn write_kubeconfig(path: &Path, server: &str, ca_pem: &str, user: &str, credent
         "current-context": "image-patch-test",
     });
     let text = serde_yaml_ng::to_string(&document).expect("a JSON value encodes as YAML");
-    std::fs::write(path, text).map_err(|error| Error::io(format!("cannot write {}", path.display()), error))
+    std::fs::write(path, text)
+        .map_err(|error| Error::io(format!("cannot write {}", path.display()), error))
 }
 
 async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
     install_crypto_provider();
     let kubeconfig = Kubeconfig::read_from(path)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -528,5 +609,6 @@ fn install_crypto_provider() {
 }
 
 fn read_to_string(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|error| Error::io(format!("cannot read {}", path.display()), error))
+    std::fs::read_to_string(path)
+        .map_err(|error| Error::io(format!("cannot read {}", path.display()), error))
 }
