@@ -16,7 +16,7 @@
 //! controllers with per-controller service-account credentials; there is no
 //! scheduler and no kubelet, so Pods are stored and stay `Pending`.
 
-use crate::pki::Pki;
+use crate::pki::{KeyPair, Pki};
 use crate::ports::free_port;
 use crate::process::{ManagedProcess, print_log_tail};
 use crate::tools::Tools;
@@ -31,6 +31,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -54,6 +55,19 @@ pub struct ClusterOptions {
     pub controller_manager_args: Vec<String>,
 }
 
+/// A certificate and its private key, as PEM text and as files.
+#[derive(Clone, Debug)]
+pub struct CertifiedKey {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key, PEM (PKCS #8, P-256).
+    pub key_pem: String,
+    /// The file that contains `cert_pem`.
+    pub cert_path: PathBuf,
+    /// The file that contains `key_pem`.
+    pub key_path: PathBuf,
+}
+
 /// A running control plane: etcd, kube-apiserver and kube-controller-manager.
 ///
 /// Dropping it stops the three processes. When the test is panicking, the tail
@@ -65,6 +79,8 @@ pub struct Cluster {
     etcd: ManagedProcess,
     dir: Option<TempDir>,
     tools: Tools,
+    pki: Pki,
+    certificates_issued: AtomicUsize,
     server_url: String,
     ca_pem: String,
     admin_kubeconfig: PathBuf,
@@ -239,6 +255,8 @@ impl Cluster {
             etcd,
             dir: Some(dir),
             tools,
+            pki,
+            certificates_issued: AtomicUsize::new(0),
             server_url,
             ca_pem,
             admin_kubeconfig,
@@ -255,6 +273,22 @@ impl Cluster {
     /// and that the API server trusts for client certificates.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// Issues a serving certificate for `hosts` (IP addresses or DNS names)
+    /// signed by the cluster's CA, so that a webhook server started by a test
+    /// is trusted with [`Cluster::ca_pem`] as its `caBundle`.
+    pub fn issue_serving_certificate(&self, hosts: &[&str]) -> Result<CertifiedKey> {
+        let number = self.certificates_issued.fetch_add(1, Ordering::Relaxed);
+        let pair: KeyPair =
+            self.pki
+                .issue_serving(&self.dir().join("pki"), &format!("serving-{number}"), hosts)?;
+        Ok(CertifiedKey {
+            cert_pem: read_to_string(&pair.cert)?,
+            key_pem: read_to_string(&pair.key)?,
+            cert_path: pair.cert,
+            key_path: pair.key,
+        })
     }
 
     /// Returns the admin kubeconfig (a client certificate in `system:masters`).

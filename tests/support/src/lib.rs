@@ -39,7 +39,7 @@ pub mod seed;
 pub mod slack;
 pub mod tools;
 
-pub use cluster::Cluster;
+pub use cluster::{CertifiedKey, Cluster, ClusterOptions};
 pub use error::{Error, Result};
 pub use fault_proxy::FaultProxy;
 pub use registry::Registry;
