@@ -287,6 +287,43 @@ async fn init_container_same_line_patched() {
 }
 
 #[tokio::test]
+async fn captured_ephemeral_update_patched() {
+    let router = router();
+    let review = review("pod-ephemeralcontainers");
+
+    let response = mutate(&router, &review).await;
+
+    let patched = apply(&review, &response);
+    assert_eq!(review["request"]["subResource"], "ephemeralcontainers");
+    assert_eq!(
+        image_of(&patched, "pod", "ephemeralContainers", "debugger"),
+        PATCHED
+    );
+    assert_eq!(
+        image_of(&patched, "pod", "containers", "app"),
+        BASE,
+        "the update does not change this image"
+    );
+    assert_eq!(warnings(&response).len(), 1);
+}
+
+#[tokio::test]
+async fn captured_deployment_update_patched() {
+    let router = router();
+    let review = review("deployment-update");
+
+    let response = mutate(&router, &review).await;
+
+    let patched = apply(&review, &response);
+    assert_eq!(review["request"]["operation"], "UPDATE");
+    assert_eq!(
+        image_of(&patched, "deployment", "containers", "app"),
+        PATCHED
+    );
+    assert_eq!(previous_images(&patched["metadata"]), json!({"app": BASE}));
+}
+
+#[tokio::test]
 async fn ephemeral_container_added_patched() {
     let router = router();
     let mut review = review("pod");
