@@ -145,6 +145,14 @@ async fn dry_run_image(cluster: &Cluster, dir: &Path, namespace: &str) -> Result
         .to_owned())
 }
 
+/// Parses the previous-images annotation of `object`.
+fn previous_images(object: &Value) -> Result<Value> {
+    let recorded = object["metadata"]["annotations"][PREVIOUS_IMAGES_ANNOTATION]
+        .as_str()
+        .context("previous-images annotation")?;
+    Ok(serde_json::from_str(recorded)?)
+}
+
 /// Polls `check` every 200 ms until it returns true, for up to `limit`.
 async fn eventually<F, Fut>(description: &str, limit: Duration, mut check: F) -> Result<Duration>
 where
@@ -378,13 +386,7 @@ async fn exercise(cluster: &Cluster, dir: &Path) -> Result<()> {
         stored["spec"]["template"]["spec"]["initContainers"][0]["image"],
         "mojaloop/quoting-service:v10.3.0"
     );
-    let recorded = stored["metadata"]["annotations"][PREVIOUS_IMAGES_ANNOTATION]
-        .as_str()
-        .unwrap_or_default();
-    assert_eq!(
-        serde_json::from_str::<Value>(recorded)?,
-        json!({"app": BASE})
-    );
+    assert_eq!(previous_images(&stored)?, json!({"app": BASE}));
 
     // The controller-manager creates its ReplicaSet and Pod from the rewritten template.
     eventually(
@@ -409,13 +411,7 @@ async fn exercise(cluster: &Cluster, dir: &Path) -> Result<()> {
     .await?;
     let created = &pods["items"][0];
     assert_eq!(created["spec"]["containers"][0]["image"], PATCHED);
-    let pod_recorded = created["metadata"]["annotations"][PREVIOUS_IMAGES_ANNOTATION]
-        .as_str()
-        .unwrap_or_default();
-    assert_eq!(
-        serde_json::from_str::<Value>(pod_recorded)?,
-        json!({"app": BASE})
-    );
+    assert_eq!(previous_images(created)?, json!({"app": BASE}));
 
     // A document that cannot be parsed keeps the last good approvals in force.
     apply(
