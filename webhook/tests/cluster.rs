@@ -340,6 +340,31 @@ async fn webhook_behind_real_apiserver() -> Result<()> {
 }
 
 async fn exercise(cluster: &Cluster, dir: &Path) -> Result<()> {
+    // The namespace enforces the restricted Pod Security profile, so the webhook's own Pods
+    // are only created if the Deployment complies with it.
+    eventually(
+        "the webhook's two Pods",
+        Duration::from_secs(30),
+        move || async move {
+            let pods = get_json(
+                cluster,
+                &[
+                    "-n",
+                    SYSTEM_NAMESPACE,
+                    "get",
+                    "pods",
+                    "-l",
+                    "app.kubernetes.io/name=image-patch-webhook",
+                ],
+            )
+            .await?;
+            Ok(pods["items"]
+                .as_array()
+                .is_some_and(|items| items.len() == 2))
+        },
+    )
+    .await?;
+
     cluster
         .create_namespace("payments", &[("patches.mojaloop.io/enabled", "true")])
         .await?;
