@@ -133,6 +133,12 @@ fn replace_file(from: &Path, to: &Path) {
     std::fs::rename(&temporary, to).unwrap();
 }
 
+/// Fetches `/metrics` with `client`.
+async fn metrics_text(client: &reqwest::Client, running: &Running) -> String {
+    let response = client.get(running.url("/metrics")).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
 fn der_of(pem_file: &Path) -> Vec<u8> {
     let pem = std::fs::read(pem_file).unwrap();
     rustls_pemfile::certs(&mut &pem[..])
@@ -162,15 +168,7 @@ async fn admission_over_tls() {
         image_of(&patched, "deployment", "containers", "app"),
         PATCHED
     );
-    let metrics = running
-        .client()
-        .get(running.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&running.client(), &running).await;
     assert!(
         metrics.contains("image_patch_webhook_approvals_loaded 3"),
         "{metrics}"
@@ -289,14 +287,7 @@ async fn certificate_swap_while_requests_run() {
 
     let (failures, served_new) = requests.await.unwrap();
 
-    let metrics = client
-        .get(running.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, &running).await;
     assert!(failures.is_empty(), "failed requests: {failures:?}");
     assert_eq!(served_new, 20, "{metrics}");
     assert!(
