@@ -96,8 +96,15 @@ impl Cluster {
     /// Starts etcd, kube-apiserver and kube-controller-manager on free loopback
     /// ports and waits until the API server is ready and the controller-manager
     /// has created the `default` ServiceAccount of the `default` namespace.
+    ///
+    /// A start that fails because another process took a port in between is
+    /// retried with new ports, up to three attempts in all.
     #[tracing::instrument(skip_all)]
     pub async fn start_with(options: ClusterOptions) -> Result<Cluster> {
+        crate::ports::retry_on_port_conflict(|| Cluster::start_once(&options)).await
+    }
+
+    async fn start_once(options: &ClusterOptions) -> Result<Cluster> {
         let tools = Tools::locate()?;
         let dir = tempfile::Builder::new()
             .prefix("ipc-cluster-")

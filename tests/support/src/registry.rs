@@ -41,6 +41,10 @@ impl Registry {
 
     #[tracing::instrument(skip_all, fields(auth = credentials.is_some()))]
     async fn start(credentials: Option<(String, String)>) -> Result<Registry> {
+        crate::ports::retry_on_port_conflict(|| Registry::start_once(credentials.clone())).await
+    }
+
+    async fn start_once(credentials: Option<(String, String)>) -> Result<Registry> {
         let binary = Tools::docker_registry()?;
         let dir = tempfile::Builder::new()
             .prefix("ipc-registry-")

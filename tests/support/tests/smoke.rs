@@ -333,6 +333,23 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
         "namespaces without the label are not sent to the webhook"
     );
 
+    // The controller-manager publishes the cluster CA into every namespace.
+    let root_ca = cluster
+        .kubectl([
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-n",
+            "smoke-kube",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ])
+        .await?;
+    ensure!(
+        root_ca.trim() == cluster.ca_pem().trim(),
+        "kube-root-ca.crt contains the cluster CA"
+    );
+
     // A ServiceAccount can read exactly what its Role grants.
     Api::<ServiceAccount>::namespaced(cluster.client(), "smoke-kube")
         .create(
@@ -454,6 +471,7 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
         let upgraded = deployments.get("demo").await?;
         let template_image = upgraded
             .spec
+            .clone()
             .and_then(|spec| spec.template.spec)
             .and_then(|spec| {
                 spec.containers
@@ -464,6 +482,26 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
         ensure!(
             template_image.ends_with(":v10.4.0.1-patch"),
             "{helm} upgraded to {template_image}"
+        );
+        // Helm 4 applies server-side by default, so its field manager records
+        // Apply operations, while Helm 3 records Update.
+        let operations: Vec<String> = upgraded
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|entry| {
+                entry
+                    .manager
+                    .as_deref()
+                    .is_some_and(|manager| manager.starts_with("helm"))
+            })
+            .filter_map(|entry| entry.operation)
+            .collect();
+        let expected = if helm == "helm3" { "Update" } else { "Apply" };
+        ensure!(
+            operations.iter().any(|operation| operation == expected),
+            "{helm} field operations: {operations:?}"
         );
         let history = run(vec![
             "history".into(),
