@@ -486,11 +486,8 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // The processes print their own log tails when the test is panicking.
+        // Each process prints its own log tail when it is dropped during a panic.
         let panicking = std::thread::panicking();
-        if panicking {
-            self.print_logs();
-        }
         self.stop_processes();
         if let Some(dir) = self.dir.take()
             && panicking
