@@ -13,7 +13,7 @@
 //! `system:masters`. [`Cluster::service_account_kubeconfig`] writes a kubeconfig
 //! with a TokenRequest token, so that a product component runs with exactly the
 //! RBAC that its manifests grant. The controller-manager runs the usual
-//! controllers with per-controller service-account credentials; there is no
+//! controllers with per-controller service-account credentials. There is no
 //! scheduler and no kubelet, so Pods are stored and stay `Pending`.
 
 use crate::pki::{KeyPair, Pki};
@@ -39,7 +39,7 @@ use tempfile::TempDir;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
 /// Lifetime requested for service-account tokens.
 const TOKEN_SECONDS: i64 = 24 * 60 * 60;
-/// Controllers that only do something with a cloud provider; none runs here.
+/// Controllers that only do something with a cloud provider, which none runs here.
 const CLOUD_CONTROLLERS: [&str; 3] = [
     "cloud-node-lifecycle-controller",
     "service-lb-controller",
@@ -165,7 +165,7 @@ impl Cluster {
             ),
             "--allow-privileged=true".to_owned(),
             // The `kubernetes` Service's endpoints would be 127.0.0.1, which
-            // endpoint validation rejects; nothing here needs them.
+            // endpoint validation rejects, and nothing here needs them.
             "--endpoint-reconciler-type=none".to_owned(),
             "--profiling=false".to_owned(),
         ]);
@@ -353,7 +353,7 @@ impl Cluster {
 
     /// Writes a kubeconfig that authenticates as the ServiceAccount
     /// `namespace/name` with a token from the TokenRequest API, and returns its
-    /// path. The ServiceAccount must exist; the token is valid for a day.
+    /// path. The ServiceAccount must exist, and the token is valid for a day.
     pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
         let service_accounts: Api<ServiceAccount> = Api::namespaced(self.client(), namespace);
         let request = TokenRequest {

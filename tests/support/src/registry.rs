@@ -2,7 +2,7 @@
 //! with filesystem storage in a temporary directory, plain or with basic auth.
 //!
 //! distribution 2.8 returns a repository's whole tag list and ignores the `n`
-//! and `last` parameters; put a [`crate::FaultProxy`] in front of it to test
+//! and `last` parameters. Put a [`crate::FaultProxy`] in front of it to test
 //! paging.
 
 use crate::ports::free_port;
@@ -16,7 +16,7 @@ use tempfile::TempDir;
 
 /// How long the registry may take to respond to `/v2/`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Cost of the bcrypt hash in the htpasswd file; the lowest keeps tests fast.
+/// Cost of the bcrypt hash in the htpasswd file. The lowest keeps tests fast.
 const BCRYPT_COST: u32 = 4;
 
 /// A running `docker-registry`, stopped on drop.
