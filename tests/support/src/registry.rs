@@ -147,7 +147,7 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.process.stop();
         if let Some(dir) = self.dir.take()
-            && std::thread::panicking()
+            && (std::thread::panicking() || crate::process::keep_stack())
         {
             eprintln!("registry storage and log kept in {}", dir.keep().display());
         }
