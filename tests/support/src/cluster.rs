@@ -276,7 +276,7 @@ impl Cluster {
     }
 
     /// Returns a control plane shared by every test of the test binary, started
-    /// by the first test that asks for it.
+    /// by the first test that requests it.
     ///
     /// Sharing saves the start (about ten seconds on 2 cores) per test, so give
     /// each test its own namespaces. A shared cluster is never dropped: its

@@ -213,7 +213,7 @@ fn spawn_from_keeper_thread(command: Command) -> std::io::Result<Child> {
 /// stack stops.
 pub const KEEP_STACK_ENV: &str = "IPC_KEEP_STACK";
 
-/// Returns whether `IPC_KEEP_STACK` asks to keep state directories.
+/// Returns whether `IPC_KEEP_STACK` is set to keep state directories.
 pub(crate) fn keep_stack() -> bool {
     std::env::var_os(KEEP_STACK_ENV).is_some_and(|value| !value.is_empty() && value != "0")
 }
