@@ -42,6 +42,7 @@ pub mod tools;
 pub use cluster::{CertifiedKey, Cluster, ClusterOptions};
 pub use error::{Error, Result};
 pub use fault_proxy::FaultProxy;
+pub use process::KEEP_STACK_ENV;
 pub use registry::Registry;
 pub use slack::SlackReceiver;
 pub use tools::Tools;

@@ -159,14 +159,27 @@ fn process_exists(pid: u32) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stack_starts_serves_and_stops() -> Result<()> {
-    let cluster = Cluster::start()
-        .await
-        .context("starting the control plane")?;
-    let registry = Registry::start_plain().await?;
+async fn stack_starts_serves_and_stops() {
+    let cluster = Cluster::start().await.expect("the control plane starts");
+    let registry = Registry::start_plain().await.expect("the registry starts");
     let mut pids = cluster.pids();
     pids.extend(registry.pid());
 
+    // A failure panics here, while the stack still runs, so that dropping it
+    // prints the logs of every component.
+    if let Err(error) = exercise_stack(&cluster, &registry).await {
+        panic!("{error:?}");
+    }
+
+    // Stopping leaves nothing behind.
+    drop(registry);
+    cluster.stop();
+    for pid in pids {
+        assert!(!process_exists(pid), "process {pid} outlived the stack");
+    }
+}
+
+async fn exercise_stack(cluster: &Cluster, registry: &Registry) -> Result<()> {
     // An image to deploy, pushed and listed back.
     let digests = seed::push_image(
         registry.address(),
@@ -208,7 +221,7 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
             "smoke-kubectl",
         ])
         .await?;
-    let pods = wait_for_pods(&cluster, "smoke-kubectl", "web", 2).await?;
+    let pods = wait_for_pods(cluster, "smoke-kubectl", "web", 2).await?;
     for pod in &pods {
         ensure!(
             container_image(pod) == image,
@@ -247,7 +260,7 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
     Api::<Deployment>::namespaced(cluster.client(), "smoke-kube")
         .create(&PostParams::default(), &deployment)
         .await?;
-    wait_for_pods(&cluster, "smoke-kube", "api", 1).await?;
+    wait_for_pods(cluster, "smoke-kube", "api", 1).await?;
 
     // Pods that the controller-manager creates pass through a mutating webhook
     // served by the test on loopback, in opted-in namespaces only.
@@ -302,7 +315,7 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
     Api::<Deployment>::namespaced(cluster.client(), "smoke-kube")
         .create(&PostParams::default(), &annotated)
         .await?;
-    let pods = wait_for_pods(&cluster, "smoke-kube", "annotated", 1).await?;
+    let pods = wait_for_pods(cluster, "smoke-kube", "annotated", 1).await?;
     ensure!(
         pods[0]
             .annotations()
@@ -331,6 +344,23 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
             .annotations()
             .contains_key("patches.mojaloop.io/smoke"),
         "namespaces without the label are not sent to the webhook"
+    );
+
+    // The controller-manager publishes the cluster CA into every namespace.
+    let root_ca = cluster
+        .kubectl([
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-n",
+            "smoke-kube",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ])
+        .await?;
+    ensure!(
+        root_ca.trim() == cluster.ca_pem().trim(),
+        "kube-root-ca.crt contains the cluster CA"
     );
 
     // A ServiceAccount can read exactly what its Role grants.
@@ -441,7 +471,7 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
         run(install)
             .await
             .with_context(|| format!("{helm} install"))?;
-        let pods = wait_for_pods(&cluster, namespace, "demo", 1).await?;
+        let pods = wait_for_pods(cluster, namespace, "demo", 1).await?;
         ensure!(
             container_image(&pods[0]).ends_with(":v10.4.0"),
             "{helm} installed {}",
@@ -454,6 +484,7 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
         let upgraded = deployments.get("demo").await?;
         let template_image = upgraded
             .spec
+            .clone()
             .and_then(|spec| spec.template.spec)
             .and_then(|spec| {
                 spec.containers
@@ -464,6 +495,26 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
         ensure!(
             template_image.ends_with(":v10.4.0.1-patch"),
             "{helm} upgraded to {template_image}"
+        );
+        // Helm 4 applies server-side by default, so its field manager records
+        // Apply operations, while Helm 3 records Update.
+        let operations: Vec<String> = upgraded
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|entry| {
+                entry
+                    .manager
+                    .as_deref()
+                    .is_some_and(|manager| manager.starts_with("helm"))
+            })
+            .filter_map(|entry| entry.operation)
+            .collect();
+        let expected = if helm == "helm3" { "Update" } else { "Apply" };
+        ensure!(
+            operations.iter().any(|operation| operation == expected),
+            "{helm} field operations: {operations:?}"
         );
         let history = run(vec![
             "history".into(),
@@ -477,19 +528,21 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
         let revisions: Vec<serde_json::Value> = serde_json::from_str(&history)?;
         ensure!(revisions.len() == 2, "{helm} history: {history}");
     }
-
-    // Stopping leaves nothing behind.
-    drop(registry);
-    cluster.stop();
-    for pid in pids {
-        ensure!(!process_exists(pid), "process {pid} outlived the stack");
-    }
     Ok(())
 }
 
 #[tokio::test]
-async fn registries_serve_through_the_fault_proxy() -> Result<()> {
-    let registry = Registry::start_with_basic_auth("ci", "s3cret").await?;
+async fn registries_serve_through_the_fault_proxy() {
+    let registry = Registry::start_with_basic_auth("ci", "s3cret")
+        .await
+        .expect("the registry starts");
+    // A failure panics while the registry runs, so that its log is printed.
+    if let Err(error) = exercise_fault_proxy(&registry).await {
+        panic!("{error:?}");
+    }
+}
+
+async fn exercise_fault_proxy(registry: &Registry) -> Result<()> {
     let anonymous = seed::list_tags(
         registry.address(),
         "mojaloop/account-lookup-service",
