@@ -43,6 +43,7 @@ pub struct SlackClient {
 impl SlackClient {
     /// Builds a client for the webhook `url`.
     pub fn new(url: Secret, timeout: Duration, retry: RetryPolicy) -> Result<Self, reqwest::Error> {
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
         Ok(Self { http, url, timeout, retry })
     }

@@ -29,6 +29,8 @@ struct Running {
 impl Running {
     /// Starts the app with a certificate from the certs script and [`APPROVALS`] from a file.
     async fn start() -> Self {
+        // reqwest is built without a crypto provider of its own; ring is the one compiled in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let serving_dir = dir.path().join("serving");
         run_certs_script(&dir.path().join("first"), &[]);

@@ -163,6 +163,7 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// Builds a client. Fails only when the TLS backend cannot be set up.
     pub fn new(config: RegistryConfig) -> Result<Self, reqwest::Error> {
+        crate::install_crypto_provider();
         let oci = oci_client::Client::new(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(config.insecure.clone()),
             read_timeout: Some(config.timeout),
