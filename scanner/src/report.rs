@@ -36,7 +36,7 @@ pub enum Status {
     /// The tag is outside the repository's versioning scheme (or the reference is invalid).
     #[serde(rename = "not a patch-versioned tag")]
     NotPatchVersioned,
-    /// The registry gave no complete tag list: the state is unknown.
+    /// The registry gave no complete tag list, or no manifest digest for the newest patch: the state is unknown.
     #[serde(rename = "registry error")]
     RegistryError,
 }

@@ -117,11 +117,11 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
     let credentials = collect_credentials(&client, &classified).await;
     let tags = list_tags(&registry, &classified, &credentials, &mut report).await;
     let mut candidates = find_candidates(&classified, &tags, &approvals);
-    resolve_digests(&registry, &mut candidates, &credentials, &mut report).await;
+    let unresolved = resolve_digests(&registry, &mut candidates, &credentials, &mut report).await;
 
     let auto_approved = auto_approve(&approvals_store, &approvals_document, &mut approvals, &candidates, options, &mut report).await;
     let rows_rolled_out = roll_out(&client, &classified, &approvals, options, &mut report).await;
-    report.rows = build_rows(&classified, &tags, &candidates, &approvals, &rows_rolled_out);
+    report.rows = build_rows(&classified, &tags, &candidates, &unresolved, &approvals, &rows_rolled_out);
 
     let notice = Notice {
         cluster: options.cluster_name.clone(),
@@ -298,12 +298,15 @@ fn find_candidates(classified: &[Classified], tags: &HashMap<Repository, Arc<Vec
     candidates
 }
 
+/// Resolves the manifest digest of each candidate. A candidate whose digest cannot be
+/// resolved is removed, so that it is neither approved nor announced nor recorded, and
+/// the next scan looks it up again. Returns the removed patches with the registry's error.
 async fn resolve_digests(
     registry: &RegistryClient,
     candidates: &mut BTreeMap<PatchKey, Candidate>,
     credentials: &HashMap<Repository, Vec<Credential>>,
     report: &mut Report,
-) {
+) -> BTreeMap<PatchKey, String> {
     let results: Vec<_> = futures::stream::iter(candidates.iter())
         .map(|(key, candidate)| async move {
             let result = registry.manifest_digest(&candidate.repository, &candidate.patch, credentials_for(credentials, &candidate.repository)).await;
@@ -312,15 +315,19 @@ async fn resolve_digests(
         .buffer_unordered(LOOKUP_CONCURRENCY)
         .collect()
         .await;
+    let mut unresolved = BTreeMap::new();
     for (key, result) in results {
         match result {
             Ok(digest) => candidates.get_mut(&key).expect("results come from the candidates").digest = Some(digest),
             Err(error) => {
-                tracing::warn!(repository = %key.repository, patch = %key.patch, %error, "digest unknown");
+                tracing::warn!(repository = %key.repository, patch = %key.patch, %error, "cannot resolve the patch's manifest digest; the patch is not announced and is left for the next scan");
                 report.registry_errors.insert(format!("{}:{}", key.repository, key.patch), format!("digest: {error}"));
+                candidates.remove(&key);
+                unresolved.insert(key, error.to_string());
             }
         }
     }
+    unresolved
 }
 
 /// Approves the candidates of repositories whose policy is `auto`. Returns the approved
@@ -398,6 +405,7 @@ fn build_rows(
     classified: &[Classified],
     tags: &HashMap<Repository, Arc<Vec<String>>>,
     candidates: &BTreeMap<PatchKey, Candidate>,
+    unresolved: &BTreeMap<PatchKey, String>,
     approvals: &Approvals,
     rolled_out: &BTreeSet<(crate::discovery::WorkloadId, String)>,
 ) -> Vec<Row> {
@@ -446,7 +454,13 @@ fn build_rows(
                 let key = PatchKey { repository: repository.to_string(), patch: patch.to_string() };
                 row.newest_patch = Some(patch.to_string());
                 row.digest = candidates.get(&key).and_then(|candidate| candidate.digest.clone());
-                if row.status == Status::NotPatchVersioned {
+                if let Some(error) = unresolved.get(&key) {
+                    // Without a digest the patch is unknown, like a repository without a tag list.
+                    if row.status == Status::NotPatchVersioned {
+                        row.status = Status::RegistryError;
+                        row.detail = Some(format!("digest: {error}"));
+                    }
+                } else if row.status == Status::NotPatchVersioned {
                     row.status = Status::PatchAvailable;
                 }
             } else if row.status == Status::NotPatchVersioned {

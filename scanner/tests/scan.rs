@@ -6,7 +6,7 @@ mod common;
 
 use common::{MOJALOOP, OTHER, delivered_text, row};
 use scanner::report::Status;
-use testsupport::fault_proxy::{LinkStyle, PathKind};
+use testsupport::fault_proxy::{Fault, LinkStyle, PathKind};
 
 const QUOTING: &str = "mojaloop/quoting-service";
 
@@ -125,6 +125,38 @@ async fn registry_faults_are_unknown_not_up_to_date() {
 
     assert_eq!(row(&stalled, "Deployment", "quoting", "app").status, Status::RegistryError);
     assert!(stalled.registry_errors.values().any(|error| error.contains("timed out")), "{:?}", stalled.registry_errors);
+}
+
+#[tokio::test]
+async fn unresolved_digest_is_not_announced() {
+    let stack = common::start(false).await;
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    stack.set_approvals(&format!("policies:\n  - image: {}/mojaloop/*\n    mode: auto\n", stack.proxy.address())).await;
+    stack.deployment(MOJALOOP, "quoting", &[("app", &stack.image(QUOTING, "v10.4.0"))], &[], &[]).await;
+    // The tag list answers, but every manifest request fails on all attempts.
+    stack.proxy.inject_for(PathKind::Manifest, Fault::ServerError { status: 503 }, 100);
+
+    let outage = stack.scan(&[]).await.unwrap();
+
+    let quoting = row(&outage, "Deployment", "quoting", "app");
+    assert_eq!(quoting.status, Status::RegistryError);
+    assert_eq!(quoting.digest, None);
+    assert!(outage.registry_errors.keys().any(|key| key.ends_with("quoting-service:v10.4.0.1-patch")), "{:?}", outage.registry_errors);
+    assert!(outage.auto_approved.is_empty());
+    assert!(outage.notice.announced.is_empty());
+    assert!(stack.slack.messages().is_empty());
+    assert!(stack.announced().await.is_empty());
+    let approvals = stack.config_map_data("image-patch-approvals", "approvals.yaml").await.unwrap();
+    assert!(!approvals.contains("v10.4.0.1-patch"), "{approvals}");
+
+    stack.proxy.clear_faults();
+    let recovered = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(row(&recovered, "Deployment", "quoting", "app").status, Status::Approved);
+    assert_eq!(recovered.auto_approved.len(), 1);
+    assert_eq!(recovered.notice.announced.len(), 1);
+    assert!(delivered_text(&stack.slack).contains("Digest: `sha256:"));
+    assert_eq!(stack.announced().await.len(), 1);
 }
 
 #[tokio::test]
