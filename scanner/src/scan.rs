@@ -539,7 +539,7 @@ async fn announce(
         .map(|key| (key.clone(), candidates[key].digest.clone()))
         .collect();
     let result = state
-        .update(|document| {
+        .update_with_retry(&crate::state::UPDATE_RETRY, |document| {
             document.confirm(scan_id, &delivered, Utc::now());
             true
         })
@@ -547,9 +547,16 @@ async fn announce(
     match result {
         Ok(_) => summary.announced = delivered.into_keys().collect(),
         Err(error) => {
-            // NOTE: Slack has the message but the state does not, so the next scan announces these patches again.
-            tracing::error!(%error, "notice sent but not recorded");
-            summary.error = Some(format!("notice sent but not recorded: {error}"));
+            // NOTE: when every attempt fails, Slack has the message but the state does not, so the
+            // first scan after this scan's claim expires (--claim-ttl) announces these patches again.
+            let patches = delivered.keys().map(|key| format!("{}:{}", key.repository, key.patch)).collect::<Vec<_>>().join(", ");
+            tracing::error!(
+                configmap = crate::state::CONFIGMAP_NAME,
+                %patches,
+                %error,
+                "Slack accepted the notice, but the announced patches could not be recorded; a scan after the claim expires announces them again"
+            );
+            summary.error = Some(format!("notice sent but not recorded ({patches}): {error}"));
         }
     }
     summary
