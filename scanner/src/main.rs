@@ -14,6 +14,9 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     let options = Options::parse();
     init_tracing(options.log_format);
+    // reqwest enables rustls' aws-lc-rs provider and kube its ring provider, so rustls
+    // cannot choose one itself and kube's client setup panics unless one is installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match run(&options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
