@@ -30,6 +30,9 @@ pub enum Status {
     /// This scan changed the workload to the approved patch.
     #[serde(rename = "rolled out")]
     RolledOut,
+    /// A dry run found that rollout would change the workload to the approved patch.
+    #[serde(rename = "would roll out")]
+    WouldRollOut,
     /// The image is pinned by digest.
     #[serde(rename = "pinned by digest")]
     PinnedByDigest,
@@ -49,6 +52,7 @@ impl Status {
             Status::PatchAvailable => "patch available",
             Status::Approved => "approved",
             Status::RolledOut => "rolled out",
+            Status::WouldRollOut => "would roll out",
             Status::PinnedByDigest => "pinned by digest",
             Status::NotPatchVersioned => "not a patch-versioned tag",
             Status::RegistryError => "registry error",
@@ -175,7 +179,11 @@ impl Report {
             let _ = writeln!(table, "invalid approval skipped: {error}");
         }
         for rollout in &self.rollouts {
-            let outcome = rollout.error.as_deref().map_or("rolled out".to_string(), |error| format!("rollout failed: {error}"));
+            let outcome = match &rollout.error {
+                Some(error) => format!("rollout failed: {error}"),
+                None if rollout.dry_run => "would roll out (dry run)".to_string(),
+                None => "rolled out".to_string(),
+            };
             let _ = writeln!(table, "{}: {outcome}: {}", rollout.workload, rollout.changes.join("; "));
         }
         let _ = writeln!(table, "notice: {} message(s), {} patch(es) announced", self.notice.messages_sent, self.notice.announced.len());

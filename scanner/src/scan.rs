@@ -121,7 +121,7 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
 
     let auto_approved = auto_approve(&approvals_store, &approvals_document, &mut approvals, &candidates, options, &mut report).await;
     let rows_rolled_out = roll_out(&client, &classified, &approvals, options, &mut report).await;
-    report.rows = build_rows(&classified, &tags, &candidates, &unresolved, &approvals, &rows_rolled_out);
+    report.rows = build_rows(&classified, &tags, &candidates, &unresolved, &approvals, &rows_rolled_out, options.dry_run);
 
     let notice = Notice {
         cluster: options.cluster_name.clone(),
@@ -379,6 +379,7 @@ async fn auto_approve(
 }
 
 /// Rolls out approved patches; returns the rows (workload, container) that were changed.
+/// A dry run only plans: the report lists the changes, and the rows returned are those it would change.
 async fn roll_out(
     client: &kube::Client,
     classified: &[Classified],
@@ -386,12 +387,16 @@ async fn roll_out(
     options: &Options,
     report: &mut Report,
 ) -> BTreeSet<(crate::discovery::WorkloadId, String)> {
-    if options.rollout == RolloutMode::Off || options.dry_run {
+    if options.rollout == RolloutMode::Off {
         return BTreeSet::new();
     }
     let images: Vec<WorkloadImage> = classified.iter().map(|item| item.image.clone()).collect();
     let planned = crate::rollout::plan(&images, approvals);
-    report.rollouts = crate::rollout::apply(client, &planned, options.rollout).await;
+    report.rollouts = if options.dry_run {
+        crate::rollout::preview(&planned, options.rollout)
+    } else {
+        crate::rollout::apply(client, &planned, options.rollout).await
+    };
 
     let succeeded: BTreeSet<_> = report.rollouts.iter().filter(|entry| entry.error.is_none()).map(|entry| entry.workload.clone()).collect();
     planned
@@ -408,6 +413,7 @@ fn build_rows(
     unresolved: &BTreeMap<PatchKey, String>,
     approvals: &Approvals,
     rolled_out: &BTreeSet<(crate::discovery::WorkloadId, String)>,
+    dry_run: bool,
 ) -> Vec<Row> {
     classified
         .iter()
@@ -438,11 +444,17 @@ fn build_rows(
                 return row;
             };
             let decision = common::decide(&image.image, &image.workload.namespace, approvals);
-            if rolled_out.contains(&(image.workload.clone(), image.container.clone())) {
+            let changed = rolled_out.contains(&(image.workload.clone(), image.container.clone()));
+            if changed && !dry_run {
                 row.status = Status::RolledOut;
             } else if let Decision::Rewrite(rewrite) = &decision {
-                row.status = Status::Approved;
-                row.detail = Some(format!("approved: {}", rewrite.to));
+                if changed {
+                    row.status = Status::WouldRollOut;
+                    row.detail = Some(format!("would roll out: {} → {}", rewrite.from, rewrite.to));
+                } else {
+                    row.status = Status::Approved;
+                    row.detail = Some(format!("approved: {}", rewrite.to));
+                }
             }
             let Some(list) = tags.get(repository) else {
                 if row.status == Status::NotPatchVersioned {

@@ -305,6 +305,31 @@ async fn dry_run_writes_nothing() {
     assert!(stack.config_map_data("image-patch-report", "report.json").await.is_none());
 }
 
+#[tokio::test]
+async fn dry_run_reports_planned_rollout() {
+    let stack = common::start(true).await;
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    let repository = format!("{}/{QUOTING}", stack.proxy.address());
+    stack.set_approvals(&format!("approvals:\n  - image: {repository}\n    version: v10.4.0\n    patch: v10.4.0.1-patch\n")).await;
+    let running = stack.image(QUOTING, "v10.4.0");
+    stack.deployment(MOJALOOP, "quoting", &[("app", &running)], &[], &[]).await;
+
+    let report = stack.scan(&["--dry-run", "--rollout=patch", "--slack-secret=absent"]).await.unwrap();
+
+    let quoting = row(&report, "Deployment", "quoting", "app");
+    assert_eq!(quoting.status, Status::WouldRollOut);
+    assert_eq!(quoting.detail.as_deref(), Some(format!("would roll out: {running} → {repository}:v10.4.0.1-patch").as_str()));
+    assert_eq!(report.rollouts.len(), 1);
+    assert!(report.rollouts[0].dry_run);
+    assert_eq!(report.rollouts[0].error, None);
+    assert_eq!(report.rollouts[0].changes, [format!("app: {running} → {repository}:v10.4.0.1-patch")]);
+    assert!(report.to_table().contains("mojaloop/Deployment/quoting: would roll out (dry run): app: "));
+    // The scanner's account may patch workloads here, so an unchanged image shows that nothing was written.
+    assert_eq!(stack.deployment_images(MOJALOOP, "quoting").await["app"], running);
+    assert!(stack.config_map_data("image-patch-state", "state.json").await.is_none());
+    assert!(stack.config_map_data("image-patch-report", "report.json").await.is_none());
+}
+
 fn base64_encode(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
