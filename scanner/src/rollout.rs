@@ -183,6 +183,7 @@ mod tests {
             init,
             image: reference.into(),
             pull_secrets: Vec::new(),
+            service_account: "default".into(),
         }
     }
 

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use common::approvals::{CONFIGMAP_KEY as APPROVALS_KEY, CONFIGMAP_NAME as APPROVALS_NAME};
 use common::{Approvals, Decision, ImageRef, Mode, Repository};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::api::core::v1::{Secret as KubeSecret, ServiceAccount};
 use kube::api::Api;
 
 use crate::approve::{self, AutoApproval};
@@ -184,9 +184,11 @@ fn classify(image: WorkloadImage, approvals: &Approvals) -> Classified {
     Classified { image, lookup }
 }
 
-/// Reads the pull Secrets that the images name, and returns the credentials for each
-/// source registry in the order first seen. A Secret that cannot be read is skipped.
+/// Reads the pull Secrets that the images name, directly or through their pod spec's
+/// service account, and returns the credentials for each source registry in the order
+/// first seen. A Secret or service account that cannot be read is skipped.
 async fn collect_credentials(client: &kube::Client, classified: &[Classified]) -> HashMap<Repository, Vec<Credential>> {
+    let mut accounts: HashMap<(String, String), Vec<String>> = HashMap::new();
     let mut secrets: HashMap<(String, String), BTreeMap<String, Credential>> = HashMap::new();
     let mut by_repository: HashMap<Repository, Vec<Credential>> = HashMap::new();
     for item in classified {
@@ -194,7 +196,13 @@ async fn collect_credentials(client: &kube::Client, classified: &[Classified]) -
             continue;
         };
         let namespace = &item.image.workload.namespace;
-        for name in &item.image.pull_secrets {
+        let account_key = (namespace.clone(), item.image.service_account.clone());
+        if !accounts.contains_key(&account_key) {
+            let names = read_account_pull_secrets(client, namespace, &item.image.service_account).await;
+            accounts.insert(account_key.clone(), names);
+        }
+        let names: Vec<&String> = item.image.pull_secrets.iter().chain(&accounts[&account_key]).collect();
+        for name in names {
             let key = (namespace.clone(), name.clone());
             if !secrets.contains_key(&key) {
                 secrets.insert(key.clone(), read_pull_secret(client, namespace, name).await);
@@ -208,6 +216,22 @@ async fn collect_credentials(client: &kube::Client, classified: &[Classified]) -
         }
     }
     by_repository
+}
+
+/// Returns the names of a service account's `imagePullSecrets`, or none when it cannot be read.
+async fn read_account_pull_secrets(client: &kube::Client, namespace: &str, name: &str) -> Vec<String> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    match accounts.get_opt(name).await {
+        Ok(Some(account)) => account.image_pull_secrets.into_iter().flatten().map(|secret| secret.name).filter(|name| !name.is_empty()).collect(),
+        Ok(None) => {
+            tracing::warn!(namespace, service_account = name, "service account of a workload does not exist; its pull Secrets are skipped");
+            Vec::new()
+        }
+        Err(error) => {
+            tracing::warn!(namespace, service_account = name, %error, "cannot read the service account of a workload; its pull Secrets are skipped");
+            Vec::new()
+        }
+    }
 }
 
 async fn read_pull_secret(client: &kube::Client, namespace: &str, name: &str) -> BTreeMap<String, Credential> {

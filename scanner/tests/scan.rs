@@ -255,17 +255,7 @@ async fn basic_auth_registry_with_pull_secret() {
     let stack = common::start(false).await;
     let private = testsupport::Registry::start_with_basic_auth("hub", "hub-password").await.unwrap();
     testsupport::seed::push_image(private.address(), QUOTING, &["v10.4.0", "v10.4.0.1-patch"], &private.auth()).await.unwrap();
-    let auth = base64_encode("hub:hub-password");
-    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "hub-pull", "namespace": MOJALOOP},
-        "type": "kubernetes.io/dockerconfigjson",
-        "stringData": {".dockerconfigjson": format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, private.address())},
-    }))
-    .unwrap();
-    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(stack.admin.clone(), MOJALOOP)
-        .create(&Default::default(), &secret)
-        .await
-        .unwrap();
+    stack.pull_secret(MOJALOOP, "hub-pull", private.address(), "hub", "hub-password").await;
     let image = format!("{}/{QUOTING}:v10.4.0", private.address());
     stack.deployment(MOJALOOP, "with-secret", &[("app", &image)], &[], &["hub-pull"]).await;
     stack.deployment(MOJALOOP, "without-secret", &[("app", &image)], &[], &[]).await;
@@ -277,6 +267,35 @@ async fn basic_auth_registry_with_pull_secret() {
     assert_eq!(row(&report, "Deployment", "without-secret", "app").status, Status::PatchAvailable);
     let json = report.to_json();
     assert!(!json.contains("hub-password"));
+}
+
+#[tokio::test]
+async fn pull_secret_from_service_account() {
+    let stack = common::start(false).await;
+    let private = testsupport::Registry::start_with_basic_auth("hub", "hub-password").await.unwrap();
+    let ledger = "mojaloop/central-ledger";
+    testsupport::seed::push_image(private.address(), QUOTING, &["v10.4.0", "v10.4.0.1-patch"], &private.auth()).await.unwrap();
+    testsupport::seed::push_image(private.address(), ledger, &["v17.0.0", "v17.0.0.1-patch"], &private.auth()).await.unwrap();
+    stack.pull_secret(MOJALOOP, "hub-pull", private.address(), "hub", "hub-password").await;
+    stack.service_account(MOJALOOP, "hub-puller", &["hub-pull"]).await;
+    stack.service_account(MOJALOOP, "default", &["hub-pull"]).await;
+    stack.service_account(MOJALOOP, "no-secrets", &[]).await;
+    // Each workload has its own repository, so no workload's credentials serve another.
+    let quoting = format!("{}/{QUOTING}:v10.4.0", private.address());
+    let ledger_image = format!("{}/{ledger}:v17.0.0", private.address());
+    let adapter = format!("{}/mojaloop/ml-api-adapter:v14.0.0", private.address());
+    stack.deployment_with_account(MOJALOOP, "named-account", &quoting, "hub-puller").await;
+    stack.deployment(MOJALOOP, "default-account", &[("app", &ledger_image)], &[], &[]).await;
+    stack.deployment_with_account(MOJALOOP, "anonymous", &adapter, "no-secrets").await;
+
+    let report = stack.scan(&[&format!("--insecure-registry={}", private.address())]).await.unwrap();
+
+    assert_eq!(row(&report, "Deployment", "named-account", "named-account").status, Status::PatchAvailable);
+    assert_eq!(row(&report, "Deployment", "default-account", "app").status, Status::PatchAvailable);
+    assert_eq!(row(&report, "Deployment", "anonymous", "anonymous").status, Status::RegistryError);
+    let denied = report.registry_errors.iter().find(|(key, _)| key.contains("ml-api-adapter")).map(|(_, error)| error.as_str());
+    assert!(denied.is_some_and(|error| error.contains("access denied")), "{:?}", report.registry_errors);
+    assert!(!report.to_json().contains("hub-password"));
 }
 
 #[tokio::test]
@@ -328,9 +347,4 @@ async fn dry_run_reports_planned_rollout() {
     assert_eq!(stack.deployment_images(MOJALOOP, "quoting").await["app"], running);
     assert!(stack.config_map_data("image-patch-state", "state.json").await.is_none());
     assert!(stack.config_map_data("image-patch-report", "report.json").await.is_none());
-}
-
-fn base64_encode(text: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(text)
 }
