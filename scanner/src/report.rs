@@ -14,6 +14,8 @@ use crate::state::PatchKey;
 
 /// Name of the report ConfigMap.
 pub const CONFIGMAP_NAME: &str = "image-patch-report";
+/// Attempts of the conditional write before the report of this scan is given up.
+const WRITE_ATTEMPTS: usize = 5;
 
 /// The status of one container's image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -206,13 +208,13 @@ impl Report {
 // NOTE: a ConfigMap holds at most 1 MiB, which a report of several thousand containers can exceed.
 pub async fn store(store: &ConfigMapStore, report: &Report) -> Result<(), kube::Error> {
     let data = BTreeMap::from([("report.json".to_string(), report.to_json()), ("report.txt".to_string(), report.to_table())]);
-    for _ in 0..5 {
+    for _ in 0..WRITE_ATTEMPTS {
         let versioned = store.read().await?;
         if let Written::Stored(_) = store.write(data.clone(), &versioned).await? {
             return Ok(());
         }
     }
-    tracing::warn!(configmap = CONFIGMAP_NAME, "report not stored: the ConfigMap kept changing");
+    tracing::warn!(configmap = CONFIGMAP_NAME, attempts = WRITE_ATTEMPTS, "report not stored because the ConfigMap changed on each attempt; the next scan stores its own");
     Ok(())
 }
 

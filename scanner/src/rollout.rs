@@ -103,7 +103,7 @@ pub async fn apply(client: &kube::Client, planned: &[PlannedRollout], mode: Roll
                 None
             }
             Err(error) => {
-                tracing::warn!(namespace = %workload.namespace, kind = %workload.kind, name = %workload.name, %error, "rollout failed");
+                tracing::warn!(namespace = %workload.namespace, kind = %workload.kind, name = %workload.name, %error, "rollout failed; the workload is left for the next scan");
                 Some(error.to_string())
             }
         };

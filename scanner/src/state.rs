@@ -307,7 +307,7 @@ mod tests {
     }
 
     /// Starts a fake API server whose state ConfigMap accepts a replace only after
-    /// `failures` replaces were answered with `status`. Returns a client and the replace counter.
+    /// `failures` replaces were rejected with `status`. Returns a client and the replace counter.
     async fn fake_api_server(status: u16, failures: usize) -> (kube::Client, Arc<AtomicUsize>) {
         let replaces = Arc::new(AtomicUsize::new(0));
         let counter = replaces.clone();
