@@ -64,6 +64,9 @@ pub struct RolloutEntry {
     pub changes: Vec<String>,
     /// The API server's error, when the patch failed.
     pub error: Option<String>,
+    /// Whether this is only the plan of a dry run, which changed nothing.
+    #[serde(rename = "dryRun")]
+    pub dry_run: bool,
 }
 
 /// Everything one scan tells Slack.
@@ -282,6 +285,7 @@ fn rollout_pieces(rollouts: &[RolloutEntry]) -> Vec<Piece> {
     for rollout in rollouts {
         let outcome = match &rollout.error {
             Some(error) => format!("failed: {}", escape(error)),
+            None if rollout.dry_run => "would be patched (dry run)".to_string(),
             None => "patched".to_string(),
         };
         let changes = rollout.changes.iter().map(|change| escape(change)).collect::<Vec<_>>().join("; ");
@@ -432,6 +436,7 @@ mod tests {
             workload: workload(1).workload,
             changes: vec!["quoting-service: mojaloop/quoting-service:v10.4.0 → mojaloop/quoting-service:v10.4.0.2-patch".into()],
             error: None,
+            dry_run: false,
         });
 
         let messages = with_rollout.to_messages();
@@ -450,5 +455,15 @@ mod tests {
             "a".repeat(64)
         );
         assert_eq!(snippet, expected);
+    }
+
+    #[test]
+    fn notice_dry_run_rollout_not_patched() {
+        let mut with_rollout = notice(Vec::new());
+        with_rollout.rollouts.push(RolloutEntry { workload: workload(1).workload, changes: vec!["app: a:v1.0.0 → a:v1.0.0.1-patch".into()], error: None, dry_run: true });
+
+        let text = all_text(&with_rollout.to_messages());
+
+        assert!(text.contains("quoting-service-0001 would be patched (dry run): app: a:v1.0.0 → a:v1.0.0.1-patch"), "{text}");
     }
 }

@@ -37,6 +37,7 @@ pub struct Options {
     pub slack_secret_key: String,
 
     /// Print the Slack messages as JSON instead of sending them, and write nothing to the cluster.
+    /// With --rollout, the report lists the changes that rollout would make.
     #[arg(long, env = "SCANNER_DRY_RUN")]
     pub dry_run: bool,
 

@@ -14,6 +14,8 @@ use crate::state::PatchKey;
 
 /// Name of the report ConfigMap.
 pub const CONFIGMAP_NAME: &str = "image-patch-report";
+/// Attempts of the conditional write before the report of this scan is given up.
+const WRITE_ATTEMPTS: usize = 5;
 
 /// The status of one container's image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,13 +32,16 @@ pub enum Status {
     /// This scan changed the workload to the approved patch.
     #[serde(rename = "rolled out")]
     RolledOut,
+    /// A dry run found that rollout would change the workload to the approved patch.
+    #[serde(rename = "would roll out")]
+    WouldRollOut,
     /// The image is pinned by digest.
     #[serde(rename = "pinned by digest")]
     PinnedByDigest,
     /// The tag is outside the repository's versioning scheme (or the reference is invalid).
     #[serde(rename = "not a patch-versioned tag")]
     NotPatchVersioned,
-    /// The registry gave no complete tag list: the state is unknown.
+    /// The registry gave no complete tag list, or no manifest digest for the newest patch: the state is unknown.
     #[serde(rename = "registry error")]
     RegistryError,
 }
@@ -49,6 +54,7 @@ impl Status {
             Status::PatchAvailable => "patch available",
             Status::Approved => "approved",
             Status::RolledOut => "rolled out",
+            Status::WouldRollOut => "would roll out",
             Status::PinnedByDigest => "pinned by digest",
             Status::NotPatchVersioned => "not a patch-versioned tag",
             Status::RegistryError => "registry error",
@@ -175,7 +181,11 @@ impl Report {
             let _ = writeln!(table, "invalid approval skipped: {error}");
         }
         for rollout in &self.rollouts {
-            let outcome = rollout.error.as_deref().map_or("rolled out".to_string(), |error| format!("rollout failed: {error}"));
+            let outcome = match &rollout.error {
+                Some(error) => format!("rollout failed: {error}"),
+                None if rollout.dry_run => "would roll out (dry run)".to_string(),
+                None => "rolled out".to_string(),
+            };
             let _ = writeln!(table, "{}: {outcome}: {}", rollout.workload, rollout.changes.join("; "));
         }
         let _ = writeln!(table, "notice: {} message(s), {} patch(es) announced", self.notice.messages_sent, self.notice.announced.len());
@@ -198,13 +208,13 @@ impl Report {
 // NOTE: a ConfigMap holds at most 1 MiB, which a report of several thousand containers can exceed.
 pub async fn store(store: &ConfigMapStore, report: &Report) -> Result<(), kube::Error> {
     let data = BTreeMap::from([("report.json".to_string(), report.to_json()), ("report.txt".to_string(), report.to_table())]);
-    for _ in 0..5 {
+    for _ in 0..WRITE_ATTEMPTS {
         let versioned = store.read().await?;
         if let Written::Stored(_) = store.write(data.clone(), &versioned).await? {
             return Ok(());
         }
     }
-    tracing::warn!(configmap = CONFIGMAP_NAME, "report not stored: the ConfigMap kept changing");
+    tracing::warn!(configmap = CONFIGMAP_NAME, attempts = WRITE_ATTEMPTS, "report not stored because the ConfigMap changed on each attempt; the next scan stores its own");
     Ok(())
 }
 
