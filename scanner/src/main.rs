@@ -15,9 +15,6 @@ async fn main() -> ExitCode {
     scanner::install_crypto_provider();
     let options = Options::parse();
     init_tracing(options.log_format);
-    // reqwest enables rustls' aws-lc-rs provider and kube its ring provider, so rustls
-    // cannot choose one itself and kube's client setup panics unless one is installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     match run(&options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
