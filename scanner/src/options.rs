@@ -10,7 +10,7 @@ pub const DEFAULT_NAMESPACE_SELECTOR: &str = "patches.mojaloop.io/enabled=true";
 
 /// Options of one scan.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "image-patch-scanner", version, about = "Finds newer image patches, notifies Slack and rolls out approved patches")]
+#[command(name = "image-patch-scanner", version, args_override_self = true, about = "Finds newer image patches, notifies Slack and rolls out approved patches")]
 pub struct Options {
     /// Namespaces to scan, instead of those matching --namespace-selector (repeatable or comma-separated).
     #[arg(long = "namespace", env = "SCANNER_NAMESPACES", value_delimiter = ',')]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Start the local test stack for a shell, the demo or a manual check:
-# etcd, kube-apiserver and kube-controller-manager (as tests/support's Cluster
-# starts them), a plain docker-registry, one with basic auth, and the Slack
+# Start the local test stack for a shell, the demo or a manual check. It runs
+# etcd, kube-apiserver and kube-controller-manager as tests/support's Cluster
+# starts them, a plain docker-registry, one with basic auth, and the Slack
 # receiver, each on 127.0.0.1 at a free port. Everything goes into a state
 # directory, by default ${TMPDIR:-/tmp}/ipc-stack, whose file `env` a shell can
 # source. tests/stack/stop.sh stops it all; with-stack.sh wraps a command in both.
@@ -27,15 +27,19 @@ mkdir -p "$state/pki" "$state/logs"
 state="$(cd "$state" && pwd)"
 pki="$state/pki"
 
+# on_failure [STATUS]: stop what was started and exit with STATUS or the last one.
 on_failure() {
     local status=$?
+    if (($# > 0)); then
+        status=$1
+    fi
     trap - ERR INT TERM
-    echo "start.sh: starting the stack failed; stopping what was started (logs in $state/logs)" >&2
+    echo "start.sh: starting the stack failed or was interrupted; stopping what was started (logs in $state/logs)" >&2
     "$here/stop.sh" "$state" >&2 || true
     exit "$status"
 }
 trap on_failure ERR
-trap 'exit 130' INT TERM
+trap 'on_failure 130' INT TERM
 
 tools="$("$repo/tests/tools/build.sh" | tail -n 1)"
 slack_receiver="${IPC_SLACK_RECEIVER_BIN:-}"
@@ -72,6 +76,7 @@ start() {
     shift
     setsid "$@" >"$state/logs/$name.log" 2>&1 </dev/null &
     echo "$name $!" >>"$state/pids"
+    disown "$!"
 }
 
 # wait_until NAME COMMAND...: poll COMMAND until it succeeds; fail if NAME died.

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Install the Debian packages that the local test stack needs on a fresh machine:
-# docker-registry (the OCI registries), openssl (certificates for the control
-# plane), curl (start.sh waits for readiness with it) and apache2-utils
-# (start.sh writes the registry's bcrypt htpasswd file with it). It reads the package
-# index once and installs only what is missing, so a second run is quiet.
+# Install the Debian packages that the local test stack needs on a fresh machine.
+# docker-registry runs the OCI registries and openssl makes the control plane's
+# certificates. start.sh also uses curl to wait for readiness and htpasswd from
+# apache2-utils to write the registry's bcrypt password file. The script reads
+# the package index once and installs only what is missing, so a second run is
+# quiet.
 set -euo pipefail
 packages=(docker-registry openssl curl ca-certificates apache2-utils)
 missing=()

@@ -583,7 +583,7 @@ async fn metrics_count_requests_and_rewrites() {
     );
 }
 
-/// A stand-in for a policy engine's mutation: `docker.io` images go through a mirror.
+/// Rewrites `docker.io` images to a mirror, as a policy engine's mutation would.
 fn mirror_images(object: &mut Value, kind: &str) {
     let spec = object.pointer_mut(spec_pointer(kind)).unwrap();
     for list in ["initContainers", "containers"] {
@@ -633,5 +633,19 @@ async fn mirror_webhook_order_gives_same_result() {
     assert_eq!(
         patch_first["spec"]["template"]["spec"],
         mirror_first["spec"]["template"]["spec"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stalled_body_times_out() {
+    let router = router();
+    let stalled = futures::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+
+    let (status, answer) = post(&router, "/mutate", axum::body::Body::from_stream(stalled)).await;
+
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(
+        String::from_utf8(answer).unwrap(),
+        "request body not received within 3s"
     );
 }

@@ -86,8 +86,8 @@ impl Running {
         format!("https://localhost:{}{path}", self.address.port())
     }
 
-    /// A client that trusts the CAs of `ca-bundle.crt` in `dir` and opens a new connection
-    /// for every request, so that each request sees the certificate in force.
+    /// Builds a client that trusts the CAs of `ca-bundle.crt` in `dir` and opens a new
+    /// connection for every request, so that each request gets the certificate in force.
     fn client_trusting(&self, dir: &Path) -> reqwest::Client {
         let bundle = std::fs::read(dir.join("ca-bundle.crt")).unwrap();
         reqwest::Client::builder()
@@ -111,14 +111,17 @@ impl Running {
 }
 
 /// Polls `condition` every 20 ms for up to 10 s.
-async fn wait_for<F, Fut>(what: &str, mut condition: F)
+async fn wait_for<F, Fut>(description: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {description}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -307,7 +310,7 @@ async fn certificate_swap_while_requests_run() {
     running.stop().await;
 }
 
-/// A TLS client connection to the app, trusting the first CA.
+/// Opens a TLS client connection to the app, trusting the first CA.
 async fn raw_connection(running: &Running) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots

@@ -394,3 +394,121 @@ fn shorten(message: &str) -> String {
         None => message.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::extract::{RawQuery, State};
+    use axum::http::{HeaderMap as AxumHeaders, StatusCode as AxumStatus};
+    use axum::routing::get;
+
+    use super::*;
+
+    /// A fake registry whose tag list answers with `pages[i]` for `?page=i`, and a
+    /// manifest endpoint that names a digest. Returns its address and the request counter.
+    async fn fake_registry(pages: Vec<(u16, &'static str, Option<&'static str>)>) -> (String, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let state = (Arc::new(pages), calls.clone());
+        let app = Router::new()
+            .route("/v2/", get(|| async { "{}" }))
+            .route(
+                "/v2/mojaloop/als/tags/list",
+                get(|State((pages, calls)): State<(Arc<Vec<(u16, &'static str, Option<&'static str>)>>, Arc<AtomicUsize>)>, RawQuery(query): RawQuery| async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let page: usize = query.unwrap_or_default().split('&').find_map(|pair| pair.strip_prefix("page=")?.parse().ok()).unwrap_or(0);
+                    let (status, body, link) = pages[page.min(pages.len() - 1)];
+                    let mut headers = AxumHeaders::new();
+                    if let Some(link) = link {
+                        headers.insert("link", link.parse().unwrap());
+                    }
+                    (AxumStatus::from_u16(status).unwrap(), headers, body)
+                }),
+            )
+            .route(
+                "/v2/mojaloop/als/manifests/v1.0.0.1-patch",
+                get(|| async { ([("docker-content-digest", "sha256:0123")], "{}") }),
+            )
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (address, calls)
+    }
+
+    fn client(address: &str) -> RegistryClient {
+        RegistryClient::new(RegistryConfig {
+            insecure: vec![address.to_string()],
+            concurrency: 2,
+            timeout: Duration::from_secs(5),
+            retry: RetryPolicy { attempts: 2, backoff: Duration::from_millis(10), max_retry_after: Duration::from_secs(1) },
+            page_size: 2,
+        })
+        .unwrap()
+    }
+
+    fn repository(address: &str) -> Repository {
+        Repository::new(address, "mojaloop/als")
+    }
+
+    #[tokio::test]
+    async fn list_tags_follows_relative_links() {
+        let (address, calls) = fake_registry(vec![
+            (200, r#"{"tags": ["v1.0.0", "v1.0.0.2-patch"]}"#, Some(r#"</v2/mojaloop/als/tags/list?page=1>; rel="next""#)),
+            (200, r#"{"tags": ["v1.0.0.1-patch"]}"#, Some("?page=2; rel=next")),
+            (200, r#"{"tags": null}"#, None),
+        ])
+        .await;
+
+        let tags = client(&address).list_tags(&repository(&address), &[]).await.unwrap();
+
+        assert_eq!(tags, ["v1.0.0", "v1.0.0.2-patch", "v1.0.0.1-patch"]);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn list_tags_later_page_failure_is_partial() {
+        let (address, calls) = fake_registry(vec![
+            (200, r#"{"tags": ["v1.0.0"]}"#, Some(r#"</v2/mojaloop/als/tags/list?page=1>; rel="next""#)),
+            (503, "unavailable", None),
+        ])
+        .await;
+
+        let error = client(&address).list_tags(&repository(&address), &[]).await.unwrap_err();
+
+        assert!(matches!(&error, RegistryError::Partial { pages: 1, cause } if matches!(**cause, RegistryError::Status { status: 503, .. })), "{error}");
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "one page and two attempts at the second");
+    }
+
+    #[tokio::test]
+    async fn list_tags_link_loop_is_error() {
+        let (address, _) = fake_registry(vec![
+            (200, r#"{"tags": ["v1.0.0"]}"#, Some(r#"</v2/mojaloop/als/tags/list?page=1>; rel="next""#)),
+            (200, r#"{"tags": ["v1.0.0.1-patch"]}"#, Some(r#"</v2/mojaloop/als/tags/list?page=1>; rel="next""#)),
+        ])
+        .await;
+
+        let error = client(&address).list_tags(&repository(&address), &[]).await.unwrap_err();
+
+        assert!(error.to_string().contains("pagination does not end"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn list_tags_invalid_json_is_error() {
+        let (address, _) = fake_registry(vec![(200, r#"{"tags": ["v1.0.0", "v1.0"#, None)]).await;
+
+        let error = client(&address).list_tags(&repository(&address), &[]).await.unwrap_err();
+
+        assert!(matches!(error, RegistryError::InvalidResponse { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn manifest_digest_reads_header() {
+        let (address, _) = fake_registry(vec![(200, "{}", None)]).await;
+
+        let digest = client(&address).manifest_digest(&repository(&address), "v1.0.0.1-patch", &[]).await.unwrap();
+
+        assert_eq!(digest, "sha256:0123");
+    }
+}

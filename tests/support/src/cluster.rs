@@ -132,8 +132,14 @@ impl Cluster {
             "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
             "--authorization-mode=RBAC".to_owned(),
             format!("--service-account-issuer={server_url}"),
-            format!("--service-account-key-file={}", pki.service_account_public_key.display()),
-            format!("--service-account-signing-key-file={}", pki.service_account_key.display()),
+            format!(
+                "--service-account-key-file={}",
+                pki.service_account_public_key.display()
+            ),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.service_account_key.display()
+            ),
             "--allow-privileged=true".to_owned(),
             // The `kubernetes` Service's endpoints would be 127.0.0.1, which
             // endpoint validation rejects; nothing here needs them.
@@ -141,8 +147,11 @@ impl Cluster {
             "--profiling=false".to_owned(),
         ]);
         apiserver_command.args(&options.apiserver_args);
-        let mut apiserver =
-            ManagedProcess::spawn("kube-apiserver", apiserver_command, &root.join("kube-apiserver.log"))?;
+        let mut apiserver = ManagedProcess::spawn(
+            "kube-apiserver",
+            apiserver_command,
+            &root.join("kube-apiserver.log"),
+        )?;
 
         let admin_kubeconfig = root.join("admin.kubeconfig");
         write_kubeconfig(
@@ -158,7 +167,9 @@ impl Cluster {
         let client = client_from_kubeconfig(&admin_kubeconfig).await?;
         apiserver
             .wait_ready(STARTUP_TIMEOUT, || async {
-                let request = http::Request::get("/readyz").body(Vec::new()).expect("static request");
+                let request = http::Request::get("/readyz")
+                    .body(Vec::new())
+                    .expect("static request");
                 matches!(client.request_text(request).await, Ok(body) if body.trim() == "ok")
             })
             .await?;
@@ -182,14 +193,26 @@ impl Cluster {
         let mut controller_manager_command = Command::new(tools.kube_controller_manager());
         controller_manager_command.args([
             format!("--kubeconfig={}", controller_manager_kubeconfig.display()),
-            format!("--authentication-kubeconfig={}", controller_manager_kubeconfig.display()),
-            format!("--authorization-kubeconfig={}", controller_manager_kubeconfig.display()),
-            format!("--cert-dir={}", root.join("controller-manager-certs").display()),
+            format!(
+                "--authentication-kubeconfig={}",
+                controller_manager_kubeconfig.display()
+            ),
+            format!(
+                "--authorization-kubeconfig={}",
+                controller_manager_kubeconfig.display()
+            ),
+            format!(
+                "--cert-dir={}",
+                root.join("controller-manager-certs").display()
+            ),
             format!("--secure-port={controller_manager_port}"),
             "--bind-address=127.0.0.1".to_owned(),
             "--use-service-account-credentials=true".to_owned(),
             format!("--controllers={controllers}"),
-            format!("--service-account-private-key-file={}", pki.service_account_key.display()),
+            format!(
+                "--service-account-private-key-file={}",
+                pki.service_account_key.display()
+            ),
             format!("--root-ca-file={}", pki.ca.cert.display()),
             format!("--cluster-signing-cert-file={}", pki.ca.cert.display()),
             format!("--cluster-signing-key-file={}", pki.ca.key.display()),
@@ -223,33 +246,36 @@ impl Cluster {
         })
     }
 
-    /// The API server's URL, `https://127.0.0.1:<port>`.
+    /// Returns the API server's URL, `https://127.0.0.1:<port>`.
     pub fn server_url(&self) -> &str {
         &self.server_url
     }
 
-    /// The PEM certificate of the CA that signed the API server's certificate
+    /// Returns the PEM certificate of the CA that signed the API server's certificate
     /// and that the API server trusts for client certificates.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
     }
 
-    /// The admin kubeconfig (a client certificate in `system:masters`).
+    /// Returns the admin kubeconfig (a client certificate in `system:masters`).
     pub fn kubeconfig_path(&self) -> &Path {
         &self.admin_kubeconfig
     }
 
-    /// The cluster's state directory: PKI, kubeconfigs, etcd data and logs.
+    /// Returns the cluster's state directory: PKI, kubeconfigs, etcd data and logs.
     pub fn dir(&self) -> &Path {
-        self.dir.as_ref().expect("the directory lives as long as the cluster").path()
+        self.dir
+            .as_ref()
+            .expect("the directory lives as long as the cluster")
+            .path()
     }
 
-    /// The tools the cluster was started with.
+    /// Returns the tools the cluster was started with.
     pub fn tools(&self) -> &Tools {
         &self.tools
     }
 
-    /// A client with the admin's credentials.
+    /// Returns a client with the admin's credentials.
     pub fn client(&self) -> kube::Client {
         self.client.clone()
     }
@@ -271,11 +297,15 @@ impl Cluster {
             ..Namespace::default()
         };
         let namespaces: Api<Namespace> = Api::all(self.client());
-        let created = namespaces.create(&PostParams::default(), &namespace).await?;
+        let created = namespaces
+            .create(&PostParams::default(), &namespace)
+            .await?;
         let service_accounts: Api<ServiceAccount> = Api::namespaced(self.client(), name);
-        wait_for(&format!("the default ServiceAccount of namespace {name}"), Duration::from_secs(30), || async {
-            matches!(service_accounts.get_opt("default").await, Ok(Some(_)))
-        })
+        wait_for(
+            &format!("the default ServiceAccount of namespace {name}"),
+            Duration::from_secs(30),
+            || async { matches!(service_accounts.get_opt("default").await, Ok(Some(_))) },
+        )
         .await?;
         Ok(created)
     }
@@ -295,13 +325,14 @@ impl Cluster {
         let response: TokenRequest = service_accounts
             .create_subresource("token", name, &PostParams::default(), &request)
             .await?;
-        let token = response
-            .status
-            .map(|status| status.token)
-            .ok_or_else(|| {
-                Error::UnexpectedResponse(format!("the TokenRequest for ServiceAccount {namespace}/{name} has no status"))
-            })?;
-        let path = self.dir().join(format!("serviceaccount-{namespace}-{name}.kubeconfig"));
+        let token = response.status.map(|status| status.token).ok_or_else(|| {
+            Error::UnexpectedResponse(format!(
+                "the TokenRequest for ServiceAccount {namespace}/{name} has no status"
+            ))
+        })?;
+        let path = self
+            .dir()
+            .join(format!("serviceaccount-{namespace}-{name}.kubeconfig"));
         write_kubeconfig(
             &path,
             &self.server_url,
@@ -313,7 +344,11 @@ impl Cluster {
     }
 
     /// Returns a client that authenticates as the ServiceAccount `namespace/name`.
-    pub async fn service_account_client(&self, namespace: &str, name: &str) -> Result<kube::Client> {
+    pub async fn service_account_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<kube::Client> {
         let path = self.service_account_kubeconfig(namespace, name).await?;
         client_from_kubeconfig(&path).await
     }
@@ -380,7 +415,7 @@ impl Cluster {
         run(self.helm4_command(), args).await
     }
 
-    /// The process ids of etcd, kube-apiserver and kube-controller-manager, for
+    /// Returns the process ids of etcd, kube-apiserver and kube-controller-manager, for
     /// tests that check that nothing outlives the cluster.
     pub fn pids(&self) -> Vec<u32> {
         [&self.etcd, &self.apiserver, &self.controller_manager]
@@ -455,7 +490,11 @@ fn describe(command: &Command) -> String {
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     std::iter::once(program)
-        .chain(command.get_args().map(|arg| arg.to_string_lossy().into_owned()))
+        .chain(
+            command
+                .get_args()
+                .map(|arg| arg.to_string_lossy().into_owned()),
+        )
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -482,7 +521,13 @@ enum KubeconfigUser<'a> {
 }
 
 /// Writes a self-contained kubeconfig with one cluster, user and context.
-fn write_kubeconfig(path: &Path, server: &str, ca_pem: &str, user: &str, credentials: KubeconfigUser<'_>) -> Result<()> {
+fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    credentials: KubeconfigUser<'_>,
+) -> Result<()> {
     let user_entry = match credentials {
         KubeconfigUser::ClientCertificate { cert, key } => serde_json::json!({
             "client-certificate-data": BASE64.encode(cert),
@@ -505,13 +550,15 @@ fn write_kubeconfig(path: &Path, server: &str, ca_pem: &str, user: &str, credent
         "current-context": "image-patch-test",
     });
     let text = serde_yaml_ng::to_string(&document).expect("a JSON value encodes as YAML");
-    std::fs::write(path, text).map_err(|error| Error::io(format!("cannot write {}", path.display()), error))
+    std::fs::write(path, text)
+        .map_err(|error| Error::io(format!("cannot write {}", path.display()), error))
 }
 
 async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
     install_crypto_provider();
     let kubeconfig = Kubeconfig::read_from(path)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -528,5 +575,6 @@ fn install_crypto_provider() {
 }
 
 fn read_to_string(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|error| Error::io(format!("cannot read {}", path.display()), error))
+    std::fs::read_to_string(path)
+        .map_err(|error| Error::io(format!("cannot read {}", path.display()), error))
 }

@@ -2,7 +2,7 @@
 //!
 //! Each process is spawned by one long-lived thread, in a process group of its
 //! own, with stdout and stderr appended to a log file. In the child, before
-//! `exec`, `PR_SET_PDEATHSIG` asks the kernel to send `SIGKILL` when the
+//! `exec`, `PR_SET_PDEATHSIG` makes the kernel send `SIGKILL` when the
 //! spawning thread ends. That thread lives as long as the test binary, so a test
 //! binary that is interrupted or killed takes its processes along, even those
 //! held in a `static` whose `Drop` never runs.
@@ -72,17 +72,17 @@ impl ManagedProcess {
         })
     }
 
-    /// The component name given at spawn.
+    /// Returns the component name given at spawn.
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
-    /// The process id, until the process is stopped.
+    /// Returns the process id, until the process is stopped.
     pub(crate) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
-    /// The log file that receives the process's stdout and stderr.
+    /// Returns the log file that receives the process's stdout and stderr.
     pub(crate) fn log(&self) -> &Path {
         &self.log
     }

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 use tempfile::TempDir;
 
-/// How long the registry may take to answer `/v2/`.
+/// How long the registry may take to respond to `/v2/`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Cost of the bcrypt hash in the htpasswd file; the lowest keeps tests fast.
 const BCRYPT_COST: u32 = 4;
@@ -58,11 +58,16 @@ impl Registry {
             storage = root.join("storage").display(),
         );
         if let Some((user, password)) = &credentials {
-            let hash = bcrypt::hash(password, BCRYPT_COST)
-                .map_err(|error| Error::io("cannot hash the registry password", std::io::Error::other(error)))?;
+            let hash = bcrypt::hash(password, BCRYPT_COST).map_err(|error| {
+                Error::io(
+                    "cannot hash the registry password",
+                    std::io::Error::other(error),
+                )
+            })?;
             let htpasswd = root.join("htpasswd");
-            std::fs::write(&htpasswd, format!("{user}:{hash}\n"))
-                .map_err(|error| Error::io(format!("cannot write {}", htpasswd.display()), error))?;
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).map_err(|error| {
+                Error::io(format!("cannot write {}", htpasswd.display()), error)
+            })?;
             config.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: image-patch-test\n    path: {}\n",
                 htpasswd.display()
@@ -73,9 +78,15 @@ impl Registry {
             .map_err(|error| Error::io(format!("cannot write {}", config_path.display()), error))?;
         let mut command = Command::new(binary);
         command.arg("serve").arg(&config_path);
-        let name = if credentials.is_some() { "docker-registry (basic auth)" } else { "docker-registry" };
+        let name = if credentials.is_some() {
+            "docker-registry (basic auth)"
+        } else {
+            "docker-registry"
+        };
         let mut process = ManagedProcess::spawn(name, command, &root.join("registry.log"))?;
-        let probe = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let probe = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
         let url = format!("http://{address}/v2/");
         let expected = if credentials.is_some() { 401 } else { 200 };
         process
@@ -91,18 +102,18 @@ impl Registry {
         })
     }
 
-    /// The registry's `host:port`, for image references such as
+    /// Returns the registry's `host:port`, for image references such as
     /// `127.0.0.1:5000/mojaloop/quoting-service:v10.4.0`.
     pub fn address(&self) -> &str {
         &self.address
     }
 
-    /// The registry's base URL, `http://host:port`.
+    /// Returns the registry's base URL, `http://host:port`.
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
     }
 
-    /// The user name and password, if the registry requires basic auth.
+    /// Returns the user name and password, if the registry requires basic auth.
     pub fn credentials(&self) -> Option<(&str, &str)> {
         self.credentials
             .as_ref()
@@ -117,7 +128,7 @@ impl Registry {
         }
     }
 
-    /// The registry's process id.
+    /// Returns the registry's process id.
     pub fn pid(&self) -> Option<u32> {
         self.process.pid()
     }

@@ -1,0 +1,398 @@
+//! The webhook behind a real kube-apiserver (the local test stack): the manifests apply,
+//! the certs script's caBundle is accepted, the API server calls the webhook and stores the
+//! rewritten objects, and ConfigMap edits reach the webhook within seconds.
+//!
+//! The webhook runs in this process with the ServiceAccount token of its manifests, so the
+//! Role is enforced. The MutatingWebhookConfiguration is the one of the manifests, with
+//! `clientConfig.url` on 127.0.0.1 instead of the Service, since no kubelet runs its Pods.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use common::crate_dir;
+use serde_json::{Value, json};
+use testsupport::cluster::Cluster;
+use tokio::net::TcpListener;
+use webhook::admission::PREVIOUS_IMAGES_ANNOTATION;
+use webhook::options::Options;
+
+const SYSTEM_NAMESPACE: &str = "image-patch-system";
+const WEBHOOK_CONFIG: &str = "image-patch-webhook";
+const BASE: &str = "mojaloop/quoting-service:v10.4.0";
+const PATCHED: &str = "mojaloop/quoting-service:v10.4.0.2-patch";
+
+const APPROVAL: &str = "approvals:
+  - image: mojaloop/quoting-service
+    version: v10.4.0
+    patch: v10.4.0.2-patch
+";
+
+/// Runs `kubectl` as the admin with the tools' kubectl, returning stdout and stderr.
+async fn kubectl(cluster: &Cluster, args: &[&str]) -> Result<(String, String)> {
+    let output = cluster
+        .kubectl_command()
+        .args(args)
+        .output()
+        .await
+        .context("kubectl runs")?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        bail!("kubectl {args:?} failed: {stderr}");
+    }
+    Ok((stdout, stderr))
+}
+
+/// Applies `manifest` (YAML or JSON) from a file and returns kubectl's stderr (warnings).
+async fn apply(cluster: &Cluster, dir: &Path, manifest: &str) -> Result<String> {
+    let path = dir.join("manifest.yaml");
+    std::fs::write(&path, manifest)?;
+    let (_, stderr) = kubectl(cluster, &["apply", "-f", path.to_str().unwrap()]).await?;
+    Ok(stderr)
+}
+
+async fn get_json(cluster: &Cluster, args: &[&str]) -> Result<Value> {
+    let mut args = args.to_vec();
+    args.extend(["-o", "json"]);
+    let (stdout, _) = kubectl(cluster, &args).await?;
+    Ok(serde_json::from_str(&stdout)?)
+}
+
+/// Runs the certs script against the cluster and returns its output.
+async fn run_certs_script(cluster: &Cluster, dir: &Path) -> Result<String> {
+    let script = crate_dir().join("../certs-script/certs.sh");
+    let path = format!(
+        "{}:{}",
+        cluster.tools().dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = tokio::process::Command::new("bash")
+        .arg(script)
+        .args(["--ip", "127.0.0.1", "--dir"])
+        .arg(dir)
+        .env("PATH", path)
+        .env("KUBECONFIG", cluster.kubeconfig_path())
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!(
+            "certs.sh failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+/// A Deployment of quoting-service at the base version, as a chart would apply it.
+fn deployment(namespace: &str) -> String {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "quoting-service", "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "quoting-service"}},
+            "template": {
+                "metadata": {"labels": {"app": "quoting-service"}},
+                "spec": {
+                    "initContainers": [{"name": "wait", "image": "mojaloop/quoting-service:v10.3.0"}],
+                    "containers": [{"name": "app", "image": BASE}]
+                }
+            }
+        }
+    })
+    .to_string()
+}
+
+fn pod(namespace: &str, name: &str) -> String {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"containers": [{"name": "app", "image": BASE}]}
+    })
+    .to_string()
+}
+
+/// Returns the image the API server would store for a Pod in `namespace`, by a server-side
+/// dry run.
+async fn dry_run_image(cluster: &Cluster, dir: &Path, namespace: &str) -> Result<String> {
+    let path = dir.join("dry-run-pod.json");
+    std::fs::write(&path, pod(namespace, "dry-run"))?;
+    let (stdout, _) = kubectl(
+        cluster,
+        &[
+            "create",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-f",
+            path.to_str().unwrap(),
+        ],
+    )
+    .await?;
+    let object: Value = serde_json::from_str(&stdout)?;
+    Ok(object["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// Polls `check` every 200 ms until it returns true, for up to `limit`.
+async fn eventually<F, Fut>(description: &str, limit: Duration, mut check: F) -> Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool>>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await? {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            bail!("timed out after {limit:?} waiting for {description}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn set_approvals_command(document: &str) -> String {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "image-patch-approvals", "namespace": SYSTEM_NAMESPACE},
+        "data": {"approvals.yaml": document}
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn webhook_behind_real_apiserver() -> Result<()> {
+    let cluster = Cluster::start().await?;
+    let dir = tempfile::tempdir()?;
+    let manifests = crate_dir().join("../manifests");
+
+    // Every entry point renders and passes server-side validation; the default one is applied.
+    for entry in ["", "overlays/pods-only"] {
+        let path = manifests.join(entry);
+        kubectl(
+            &cluster,
+            &["apply", "--dry-run=client", "-k", path.to_str().unwrap()],
+        )
+        .await?;
+    }
+    kubectl(
+        &cluster,
+        &["apply", "--server-side", "-k", manifests.to_str().unwrap()],
+    )
+    .await?;
+
+    // Point both webhooks at this process instead of the Service.
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let url_patch = json!([
+        {"op": "replace", "path": "/webhooks/0/clientConfig", "value": {"url": format!("https://127.0.0.1:{port}/mutate")}},
+        {"op": "replace", "path": "/webhooks/1/clientConfig", "value": {"url": format!("https://127.0.0.1:{port}/audit")}},
+    ]);
+    kubectl(
+        &cluster,
+        &[
+            "patch",
+            "mutatingwebhookconfiguration",
+            WEBHOOK_CONFIG,
+            "--type=json",
+            "-p",
+            &url_patch.to_string(),
+        ],
+    )
+    .await?;
+
+    // The certs script creates the CA and certificate, the Secrets, and the caBundle. A
+    // second run changes nothing.
+    let certs = dir.path().join("certs");
+    let first = run_certs_script(&cluster, &certs).await?;
+    assert!(first.contains("CA created"), "{first}");
+    assert!(
+        first.contains(
+            "caBundle of mutatingwebhookconfiguration/image-patch-webhook written (2 of 2"
+        ),
+        "{first}"
+    );
+    let second = run_certs_script(&cluster, &certs).await?;
+    assert!(second.contains("CA kept"), "{second}");
+    assert!(second.contains("serving certificate kept"), "{second}");
+    assert!(second.contains("unchanged (2 webhooks)"), "{second}");
+    let secret = get_json(
+        &cluster,
+        &[
+            "-n",
+            SYSTEM_NAMESPACE,
+            "get",
+            "secret",
+            "image-patch-webhook-tls",
+        ],
+    )
+    .await?;
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+
+    // The webhook, with the ServiceAccount of the manifests.
+    let client = cluster
+        .service_account_client(SYSTEM_NAMESPACE, "image-patch-webhook")
+        .await?;
+    let options = Options::try_parse_from([
+        "image-patch-webhook".as_ref(),
+        "--tls-cert".as_ref(),
+        certs.join("tls.crt").as_os_str(),
+        "--tls-key".as_ref(),
+        certs.join("tls.key").as_os_str(),
+        "--namespace".as_ref(),
+        SYSTEM_NAMESPACE.as_ref(),
+    ])?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(webhook::app::serve(
+        options,
+        listener,
+        Some(client),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let result = exercise(&cluster, dir.path()).await;
+
+    let _ = stop.send(());
+    server.await?.context("webhook server")?;
+    result
+}
+
+async fn exercise(cluster: &Cluster, dir: &Path) -> Result<()> {
+    cluster
+        .create_namespace("payments", &[("patches.mojaloop.io/enabled", "true")])
+        .await?;
+    cluster
+        .create_namespace(
+            "audited",
+            &[
+                ("patches.mojaloop.io/enabled", "true"),
+                ("patches.mojaloop.io/mode", "audit"),
+            ],
+        )
+        .await?;
+    cluster.create_namespace("elsewhere", &[]).await?;
+
+    // The example ConfigMap approves nothing. An edit adds the approval, which reaches the
+    // webhook within seconds.
+    apply(cluster, dir, &set_approvals_command(APPROVAL)).await?;
+    let delay = eventually(
+        "the approval to take effect",
+        Duration::from_secs(15),
+        move || async move { Ok(dry_run_image(cluster, dir, "payments").await? == PATCHED) },
+    )
+    .await?;
+    assert!(delay < Duration::from_secs(10), "approval took {delay:?}");
+
+    // A Deployment is stored rewritten, with a warning that kubectl shows.
+    let warnings = apply(cluster, dir, &deployment("payments")).await?;
+    assert!(
+        warnings.contains(&format!(
+            "Warning: image-patch: container \"app\" image {BASE} rewritten to {PATCHED}"
+        )),
+        "{warnings}"
+    );
+    let stored = get_json(
+        cluster,
+        &["-n", "payments", "get", "deployment", "quoting-service"],
+    )
+    .await?;
+    assert_eq!(
+        stored["spec"]["template"]["spec"]["containers"][0]["image"],
+        PATCHED
+    );
+    assert_eq!(
+        stored["spec"]["template"]["spec"]["initContainers"][0]["image"],
+        "mojaloop/quoting-service:v10.3.0"
+    );
+    let recorded = stored["metadata"]["annotations"][PREVIOUS_IMAGES_ANNOTATION]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(
+        serde_json::from_str::<Value>(recorded)?,
+        json!({"app": BASE})
+    );
+
+    // The controller-manager creates its ReplicaSet and Pod from the rewritten template.
+    eventually(
+        "the Deployment's Pod",
+        Duration::from_secs(30),
+        move || async move {
+            let pods = get_json(
+                cluster,
+                &["-n", "payments", "get", "pods", "-l", "app=quoting-service"],
+            )
+            .await?;
+            Ok(pods["items"]
+                .as_array()
+                .is_some_and(|items| !items.is_empty()))
+        },
+    )
+    .await?;
+    let pods = get_json(
+        cluster,
+        &["-n", "payments", "get", "pods", "-l", "app=quoting-service"],
+    )
+    .await?;
+    let created = &pods["items"][0];
+    assert_eq!(created["spec"]["containers"][0]["image"], PATCHED);
+    let pod_recorded = created["metadata"]["annotations"][PREVIOUS_IMAGES_ANNOTATION]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(
+        serde_json::from_str::<Value>(pod_recorded)?,
+        json!({"app": BASE})
+    );
+
+    // A document that cannot be parsed keeps the last good approvals in force.
+    apply(
+        cluster,
+        dir,
+        &set_approvals_command("approvals: [ {image: unterminated"),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(dry_run_image(cluster, dir, "payments").await?, PATCHED);
+
+    // Audit mode warns and stores the object unchanged, and other namespaces are not touched.
+    let audit_warnings = apply(cluster, dir, &pod("audited", "audited")).await?;
+    assert!(
+        audit_warnings.contains("would be rewritten to (audit mode)"),
+        "{audit_warnings}"
+    );
+    let audited = get_json(cluster, &["-n", "audited", "get", "pod", "audited"]).await?;
+    assert_eq!(audited["spec"]["containers"][0]["image"], BASE);
+    assert_eq!(dry_run_image(cluster, dir, "elsewhere").await?, BASE);
+
+    // Removing the approval rolls the Deployment back on the next apply of the same chart.
+    apply(cluster, dir, &set_approvals_command("approvals: []\n")).await?;
+    eventually(
+        "the removal to take effect",
+        Duration::from_secs(15),
+        move || async move { Ok(dry_run_image(cluster, dir, "payments").await? == BASE) },
+    )
+    .await?;
+    apply(cluster, dir, &deployment("payments")).await?;
+    let rolled_back = get_json(
+        cluster,
+        &["-n", "payments", "get", "deployment", "quoting-service"],
+    )
+    .await?;
+    assert_eq!(
+        rolled_back["spec"]["template"]["spec"]["containers"][0]["image"],
+        BASE
+    );
+    Ok(())
+}
