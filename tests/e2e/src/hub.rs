@@ -315,6 +315,18 @@ impl Hub {
              \x20     - op: replace\n        path: /webhooks/0/clientConfig\n        value: {{url: \"https://127.0.0.1:{port}/mutate\"}}\n\
              \x20     - op: replace\n        path: /webhooks/1/clientConfig\n        value: {{url: \"https://127.0.0.1:{port}/audit\"}}\n"
         );
+        // As approvals-configmap.yaml advises, a re-apply leaves out the approvals
+        // ConfigMap once it exists: server-side apply would report a conflict with
+        // the operators' edits, and a forced apply would reset them.
+        let existing = self
+            .kubectl(&["-n", SYSTEM, "get", "configmap", "image-patch-approvals", "--ignore-not-found", "-o", "name"])
+            .await?;
+        let overlay = if existing.stdout.trim().is_empty() {
+            overlay
+        } else {
+            overlay
+                + "  - patch: |-\n      $patch: delete\n      apiVersion: v1\n      kind: ConfigMap\n      metadata:\n        name: image-patch-approvals\n        namespace: image-patch-system\n"
+        };
         let overlay_dir = root.join("local");
         std::fs::create_dir_all(&overlay_dir)?;
         std::fs::write(overlay_dir.join("kustomization.yaml"), overlay)?;

@@ -19,6 +19,10 @@ async fn acceptance(helm: Helm) -> Result<()> {
     scenarios::notice(&hub, narrator).await.context("scenario 3: notice")?;
     scenarios::approve_and_upgrade(&hub, narrator).await.context("scenario 4: approve and upgrade")?;
     scenarios::roll_back(&hub, narrator).await.context("scenario 5: roll back")?;
+    common::webhook_down(&mut hub).await.context("scenario 6: webhook down")?;
+    common::auto_policy(&hub).await.context("scenario 7: auto policy")?;
+    common::garbage_approvals(&hub).await.context("scenario 8: garbage approvals")?;
+    common::private_registry(&mut hub).await.context("scenario 9: private registry")?;
     hub.shut_down().await
 }
 
