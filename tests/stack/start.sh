@@ -4,7 +4,8 @@
 # starts them, a plain docker-registry, one with basic auth, and the Slack
 # receiver, each on 127.0.0.1 at a free port. Everything goes into a state
 # directory, by default ${TMPDIR:-/tmp}/ipc-stack, whose file `env` a shell can
-# source. tests/stack/stop.sh stops it all; with-stack.sh wraps a command in both.
+# source. tests/stack/stop.sh stops it all, and with-stack.sh wraps a command in
+# both.
 #
 # Usage: tests/stack/start.sh [STATE_DIR]
 # If starting fails or is interrupted, what was started is stopped again.
@@ -79,7 +80,7 @@ start() {
     disown "$!"
 }
 
-# wait_until NAME COMMAND...: poll COMMAND until it succeeds; fail if NAME died.
+# wait_until NAME COMMAND...: poll COMMAND until it succeeds, failing if NAME exits.
 wait_until() {
     local name="$1" pid deadline=$((SECONDS + timeout_seconds))
     shift
@@ -232,7 +233,7 @@ start slack-receiver "$slack_receiver" --addr "127.0.0.1:$(free_port)" --url-fil
 wait_until slack-receiver test -s "$state/slack-url"
 
 cat >"$state/env" <<ENV
-# Written by tests/stack/start.sh; source it in a shell.
+# Written by tests/stack/start.sh. Source it in a shell.
 export IPC_STACK_DIR='$state'
 export IPC_TOOLS_DIR='$tools'
 export PATH='$tools':"\$PATH"

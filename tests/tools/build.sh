@@ -75,7 +75,7 @@ trap 'rm -rf "$work"' EXIT
 echo "build.sh: building tools for $key with $go_version; log in $log" >&2
 start=$SECONDS
 
-export CGO_ENABLED=0 GOFLAGS=-mod=mod
+export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 kube_minor="${KUBERNETES_VERSION#v1.}"
 kube_minor="${kube_minor%%.*}"
 kube_ldflags="-s -w"

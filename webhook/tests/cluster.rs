@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use common::crate_dir;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::{Value, json};
 use testsupport::cluster::Cluster;
 use tokio::net::TcpListener;
@@ -143,6 +145,14 @@ async fn dry_run_image(cluster: &Cluster, dir: &Path, namespace: &str) -> Result
         .to_owned())
 }
 
+/// Parses the previous-images annotation of `object`.
+fn previous_images(object: &Value) -> Result<Value> {
+    let recorded = object["metadata"]["annotations"][PREVIOUS_IMAGES_ANNOTATION]
+        .as_str()
+        .context("previous-images annotation")?;
+    Ok(serde_json::from_str(recorded)?)
+}
+
 /// Polls `check` every 200 ms until it returns true, for up to `limit`.
 async fn eventually<F, Fut>(description: &str, limit: Duration, mut check: F) -> Result<Duration>
 where
@@ -159,6 +169,62 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Serves `POST /mirror`, a stand-in for a policy engine that sends Docker Hub images
+/// through the pull-through mirror `mirror.gcr.io`.
+fn mirror_router() -> axum::Router {
+    axum::Router::new().route("/mirror", axum::routing::post(mirror_review))
+}
+
+async fn mirror_review(
+    axum::Json(review): axum::Json<AdmissionReview<DynamicObject>>,
+) -> axum::Json<Value> {
+    let request: AdmissionRequest<DynamicObject> = review.try_into().expect("review has a request");
+    let object =
+        serde_json::to_value(request.object.as_ref().expect("object")).expect("object serializes");
+    let location = webhook::images::pod_spec_location(&request.kind).expect("handled kind");
+
+    let mut operations = Vec::new();
+    for field in webhook::images::image_fields(&object, location.spec) {
+        let first_part = field.image.split('/').next().unwrap_or_default();
+        let has_registry = first_part.contains('.') || first_part.contains(':');
+        if !has_registry {
+            operations.push(json!({"op": "replace", "path": field.pointer, "value": format!("mirror.gcr.io/{}", field.image)}));
+        }
+    }
+    let mut response = AdmissionResponse::from(&request);
+    if !operations.is_empty() {
+        let patch: json_patch::Patch =
+            serde_json::from_value(Value::Array(operations)).expect("valid patch");
+        response = response.with_patch(patch).expect("patch serializes");
+    }
+    axum::Json(serde_json::to_value(response.into_review()).expect("review serializes"))
+}
+
+/// A MutatingWebhookConfiguration named `name` that calls the mirror on `port` for
+/// Deployments and Pods in namespaces labelled `mirror=true`.
+fn mirror_webhook_config(name: &str, port: u16, ca_bundle: &str) -> String {
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "mirror.policy.example.org",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/mirror"), "caBundle": ca_bundle},
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "timeoutSeconds": 5,
+            "reinvocationPolicy": "IfNeeded",
+            "namespaceSelector": {"matchLabels": {"mirror": "true"}},
+            "rules": [
+                {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["pods"]},
+                {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["deployments"]}
+            ]
+        }]
+    })
+    .to_string()
 }
 
 fn set_approvals_command(document: &str) -> String {
@@ -263,7 +329,10 @@ async fn webhook_behind_real_apiserver() -> Result<()> {
         },
     ));
 
-    let result = exercise(&cluster, dir.path()).await;
+    let mut result = exercise(&cluster, dir.path()).await;
+    if result.is_ok() {
+        result = exercise_with_mirror(&cluster, dir.path(), &certs).await;
+    }
 
     let _ = stop.send(());
     server.await?.context("webhook server")?;
@@ -271,6 +340,31 @@ async fn webhook_behind_real_apiserver() -> Result<()> {
 }
 
 async fn exercise(cluster: &Cluster, dir: &Path) -> Result<()> {
+    // The namespace enforces the restricted Pod Security profile, so the webhook's own Pods
+    // are only created if the Deployment complies with it.
+    eventually(
+        "the webhook's two Pods",
+        Duration::from_secs(30),
+        move || async move {
+            let pods = get_json(
+                cluster,
+                &[
+                    "-n",
+                    SYSTEM_NAMESPACE,
+                    "get",
+                    "pods",
+                    "-l",
+                    "app.kubernetes.io/name=image-patch-webhook",
+                ],
+            )
+            .await?;
+            Ok(pods["items"]
+                .as_array()
+                .is_some_and(|items| items.len() == 2))
+        },
+    )
+    .await?;
+
     cluster
         .create_namespace("payments", &[("patches.mojaloop.io/enabled", "true")])
         .await?;
@@ -317,13 +411,7 @@ async fn exercise(cluster: &Cluster, dir: &Path) -> Result<()> {
         stored["spec"]["template"]["spec"]["initContainers"][0]["image"],
         "mojaloop/quoting-service:v10.3.0"
     );
-    let recorded = stored["metadata"]["annotations"][PREVIOUS_IMAGES_ANNOTATION]
-        .as_str()
-        .unwrap_or_default();
-    assert_eq!(
-        serde_json::from_str::<Value>(recorded)?,
-        json!({"app": BASE})
-    );
+    assert_eq!(previous_images(&stored)?, json!({"app": BASE}));
 
     // The controller-manager creates its ReplicaSet and Pod from the rewritten template.
     eventually(
@@ -348,13 +436,7 @@ async fn exercise(cluster: &Cluster, dir: &Path) -> Result<()> {
     .await?;
     let created = &pods["items"][0];
     assert_eq!(created["spec"]["containers"][0]["image"], PATCHED);
-    let pod_recorded = created["metadata"]["annotations"][PREVIOUS_IMAGES_ANNOTATION]
-        .as_str()
-        .unwrap_or_default();
-    assert_eq!(
-        serde_json::from_str::<Value>(pod_recorded)?,
-        json!({"app": BASE})
-    );
+    assert_eq!(previous_images(created)?, json!({"app": BASE}));
 
     // A document that cannot be parsed keeps the last good approvals in force.
     apply(
@@ -393,6 +475,76 @@ async fn exercise(cluster: &Cluster, dir: &Path) -> Result<()> {
     assert_eq!(
         rolled_back["spec"]["template"]["spec"]["containers"][0]["image"],
         BASE
+    );
+    Ok(())
+}
+
+/// Runs a registry-mirror webhook beside this one, first and then last in the API server's
+/// order (configurations are called by name), and checks that both orders store the same
+/// image: the mirror's registry with the approved patch.
+async fn exercise_with_mirror(cluster: &Cluster, dir: &Path, certs: &Path) -> Result<()> {
+    let approvals = format!("{APPROVAL}registries:\n  mirror.gcr.io: docker.io\n");
+    apply(cluster, dir, &set_approvals_command(&approvals)).await?;
+    cluster
+        .create_namespace(
+            "mirrored",
+            &[("patches.mojaloop.io/enabled", "true"), ("mirror", "true")],
+        )
+        .await?;
+    eventually(
+        "the approval to take effect",
+        Duration::from_secs(15),
+        move || async move { Ok(dry_run_image(cluster, dir, "payments").await? == PATCHED) },
+    )
+    .await?;
+
+    let certified =
+        webhook::tls::certified_key_from_files(&certs.join("tls.crt"), &certs.join("tls.key"))?;
+    let resolver = std::sync::Arc::new(webhook::tls::CertificateResolver::new(certified));
+    let tls = std::sync::Arc::new(webhook::tls::server_config(resolver)?);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mirror = tokio::spawn(webhook::server::serve(
+        listener,
+        tls,
+        mirror_router(),
+        webhook::server::ServerLimits::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let ca_bundle = {
+        use base64::Engine;
+        base64::prelude::BASE64_STANDARD.encode(std::fs::read(certs.join("ca-bundle.crt"))?)
+    };
+
+    let mut stored = Vec::new();
+    for name in ["aaa-registry-mirror", "zzz-registry-mirror"] {
+        apply(cluster, dir, &mirror_webhook_config(name, port, &ca_bundle)).await?;
+        let manifest = deployment("mirrored")
+            .replace("quoting-service\"", &format!("quoting-service-{name}\""));
+        apply(cluster, dir, &manifest).await?;
+        let deployment_name = format!("quoting-service-{name}");
+        let object = get_json(
+            cluster,
+            &["-n", "mirrored", "get", "deployment", &deployment_name],
+        )
+        .await?;
+        stored.push(
+            object["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        kubectl(cluster, &["delete", "mutatingwebhookconfiguration", name]).await?;
+    }
+
+    let _ = stop.send(());
+    mirror.await?;
+    assert_eq!(
+        stored,
+        ["mirror.gcr.io/mojaloop/quoting-service:v10.4.0.2-patch"; 2]
     );
     Ok(())
 }

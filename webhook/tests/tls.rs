@@ -29,6 +29,8 @@ struct Running {
 impl Running {
     /// Starts the app with a certificate from the certs script and [`APPROVALS`] from a file.
     async fn start() -> Self {
+        // reqwest is built without a crypto provider of its own; ring is the one compiled in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let serving_dir = dir.path().join("serving");
         run_certs_script(&dir.path().join("first"), &[]);
@@ -133,6 +135,12 @@ fn replace_file(from: &Path, to: &Path) {
     std::fs::rename(&temporary, to).unwrap();
 }
 
+/// Fetches `/metrics` with `client`.
+async fn metrics_text(client: &reqwest::Client, running: &Running) -> String {
+    let response = client.get(running.url("/metrics")).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
 fn der_of(pem_file: &Path) -> Vec<u8> {
     let pem = std::fs::read(pem_file).unwrap();
     rustls_pemfile::certs(&mut &pem[..])
@@ -162,15 +170,7 @@ async fn admission_over_tls() {
         image_of(&patched, "deployment", "containers", "app"),
         PATCHED
     );
-    let metrics = running
-        .client()
-        .get(running.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&running.client(), &running).await;
     assert!(
         metrics.contains("image_patch_webhook_approvals_loaded 3"),
         "{metrics}"
@@ -289,14 +289,7 @@ async fn certificate_swap_while_requests_run() {
 
     let (failures, served_new) = requests.await.unwrap();
 
-    let metrics = client
-        .get(running.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, &running).await;
     assert!(failures.is_empty(), "failed requests: {failures:?}");
     assert_eq!(served_new, 20, "{metrics}");
     assert!(

@@ -58,10 +58,10 @@ pub struct RegistryConfig {
     pub page_size: u32,
 }
 
-/// Why a lookup gave no answer. The repository's state is then unknown, never "no newer patch".
+/// Why a lookup gave no response. The repository's state is then unknown, never "no newer patch".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
-    /// The registry answered `429` on every attempt, or asked to wait too long.
+    /// The registry returned `429` on every attempt, or asked to wait too long.
     #[error("{url}: rate limited (HTTP 429){}", retry_after_text(.retry_after))]
     RateLimited {
         /// The request.
@@ -69,8 +69,8 @@ pub enum RegistryError {
         /// The last `Retry-After`.
         retry_after: Option<Duration>,
     },
-    /// No complete answer within the timeout.
-    #[error("{url}: no complete answer within {timeout:?}")]
+    /// No complete response within the timeout.
+    #[error("{url}: timed out: no complete response within {timeout:?}")]
     Timeout {
         /// The request.
         url: String,
@@ -109,12 +109,12 @@ pub enum RegistryError {
         /// The reason, as the token server stated it.
         message: String,
     },
-    /// The answer cannot be read.
-    #[error("{url}: invalid answer: {message}")]
+    /// The response cannot be read.
+    #[error("{url}: invalid response: {message}")]
     InvalidResponse {
         /// The request.
         url: String,
-        /// What is wrong.
+        /// The problem found.
         message: String,
     },
     /// A later page of a tag list failed, so the list is incomplete.
@@ -131,7 +131,7 @@ fn retry_after_text(retry_after: &Option<Duration>) -> String {
     retry_after.map(|after| format!(", Retry-After {}s", after.as_secs())).unwrap_or_default()
 }
 
-/// How a request authenticates.
+/// The authentication of a request.
 #[derive(Debug, Clone)]
 enum Authorization {
     Anonymous,
@@ -139,8 +139,8 @@ enum Authorization {
     Bearer(Secret),
 }
 
-/// A complete answer: status, headers and the whole body.
-struct Answer {
+/// A complete response: status, headers and the whole body.
+struct FullResponse {
     status: StatusCode,
     headers: HeaderMap,
     body: Vec<u8>,
@@ -163,6 +163,7 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// Builds a client. Fails only when the TLS backend cannot be set up.
     pub fn new(config: RegistryConfig) -> Result<Self, reqwest::Error> {
+        crate::install_crypto_provider();
         let oci = oci_client::Client::new(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(config.insecure.clone()),
             read_timeout: Some(config.timeout),
@@ -241,15 +242,15 @@ impl RegistryClient {
         let incomplete = |pages: usize, error: RegistryError| if pages == 0 { error } else { RegistryError::Partial { pages, cause: Box::new(error) } };
 
         loop {
-            let answer = self.send(reference.resolve_registry(), Method::GET, &url, &authorization, None).await.map_err(|error| incomplete(pages, error))?;
-            if answer.status == StatusCode::UNAUTHORIZED && pages > 0 && !renewed_token {
+            let response = self.send(reference.resolve_registry(), Method::GET, &url, &authorization, None).await.map_err(|error| incomplete(pages, error))?;
+            if response.status == StatusCode::UNAUTHORIZED && pages > 0 && !renewed_token {
                 // A bearer token can expire during a long listing: get a new one once.
                 authorization = self.renew(reference, authorization).await?;
                 renewed_token = true;
                 continue;
             }
-            check_status(&url, &answer).map_err(|error| incomplete(pages, error))?;
-            let page: TagList = serde_json::from_slice(&answer.body)
+            check_status(&url, &response).map_err(|error| incomplete(pages, error))?;
+            let page: TagList = serde_json::from_slice(&response.body)
                 .map_err(|error| incomplete(pages, RegistryError::InvalidResponse { url: url.to_string(), message: error.to_string() }))?;
             pages += 1;
             for tag in page.tags.unwrap_or_default() {
@@ -258,7 +259,7 @@ impl RegistryClient {
                 }
             }
 
-            let Some(next) = answer.headers.get(LINK).and_then(|value| value.to_str().ok()).and_then(link::next_link) else {
+            let Some(next) = response.headers.get(LINK).and_then(|value| value.to_str().ok()).and_then(link::next_link) else {
                 return Ok(tags);
             };
             let next = url
@@ -282,9 +283,9 @@ impl RegistryClient {
             tag
         );
         let url = Url::parse(&url).map_err(|error| RegistryError::InvalidResponse { url: url.clone(), message: error.to_string() })?;
-        let answer = self.send(reference.resolve_registry(), Method::HEAD, &url, &authorization, Some(MANIFEST_ACCEPT)).await?;
-        check_status(&url, &answer)?;
-        let digest = answer
+        let response = self.send(reference.resolve_registry(), Method::HEAD, &url, &authorization, Some(MANIFEST_ACCEPT)).await?;
+        check_status(&url, &response)?;
+        let digest = response
             .headers
             .get("docker-content-digest")
             .and_then(|value| value.to_str().ok())
@@ -301,7 +302,7 @@ impl RegistryClient {
     }
 
     /// Sends one request with retries. Statuses other than 429 and 5xx are returned for the caller to judge.
-    async fn send(&self, registry: &str, method: Method, url: &Url, authorization: &Authorization, accept: Option<&str>) -> Result<Answer, RegistryError> {
+    async fn send(&self, registry: &str, method: Method, url: &Url, authorization: &Authorization, accept: Option<&str>) -> Result<FullResponse, RegistryError> {
         let limit = self.limit(registry);
         self.config
             .retry
@@ -325,7 +326,7 @@ impl RegistryClient {
             .await
     }
 
-    async fn attempt(&self, request: reqwest::RequestBuilder, url: &Url) -> Attempt<Answer, RegistryError> {
+    async fn attempt(&self, request: reqwest::RequestBuilder, url: &Url) -> Attempt<FullResponse, RegistryError> {
         let transient = |error: reqwest::Error| {
             let error = if error.is_timeout() {
                 RegistryError::Timeout { url: url.to_string(), timeout: self.config.timeout }
@@ -349,7 +350,7 @@ impl RegistryClient {
             return Attempt::Retry { error: RegistryError::Status { url: url.to_string(), status: status.as_u16() }, after };
         }
         match response.bytes().await {
-            Ok(body) => Attempt::Done(Answer { status, headers, body: body.to_vec() }),
+            Ok(body) => Attempt::Done(FullResponse { status, headers, body: body.to_vec() }),
             Err(error) => transient(error),
         }
     }
@@ -368,10 +369,10 @@ fn reference(repository: &Repository, tag: &str) -> Reference {
     Reference::with_tag(repository.registry.clone(), repository.path.clone(), tag.to_string())
 }
 
-fn check_status(url: &Url, answer: &Answer) -> Result<(), RegistryError> {
-    match answer.status {
+fn check_status(url: &Url, response: &FullResponse) -> Result<(), RegistryError> {
+    match response.status {
         status if status.is_success() => Ok(()),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RegistryError::Denied { url: url.to_string(), status: answer.status.as_u16() }),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RegistryError::Denied { url: url.to_string(), status: response.status.as_u16() }),
         status => Err(RegistryError::Status { url: url.to_string(), status: status.as_u16() }),
     }
 }
@@ -406,16 +407,19 @@ mod tests {
 
     use super::*;
 
-    /// A fake registry whose tag list answers with `pages[i]` for `?page=i`, and a
-    /// manifest endpoint that names a digest. Returns its address and the request counter.
-    async fn fake_registry(pages: Vec<(u16, &'static str, Option<&'static str>)>) -> (String, Arc<AtomicUsize>) {
+    /// Status, body and `Link` header of one tag-list page.
+    type Page = (u16, &'static str, Option<&'static str>);
+
+    /// Starts a fake registry whose tag list returns `pages[i]` for `?page=i`, and whose
+    /// manifest endpoint names a digest. Returns its address and the tag-list request counter.
+    async fn fake_registry(pages: Vec<Page>) -> (String, Arc<AtomicUsize>) {
         let calls = Arc::new(AtomicUsize::new(0));
         let state = (Arc::new(pages), calls.clone());
         let app = Router::new()
             .route("/v2/", get(|| async { "{}" }))
             .route(
                 "/v2/mojaloop/als/tags/list",
-                get(|State((pages, calls)): State<(Arc<Vec<(u16, &'static str, Option<&'static str>)>>, Arc<AtomicUsize>)>, RawQuery(query): RawQuery| async move {
+                get(|State((pages, calls)): State<(Arc<Vec<Page>>, Arc<AtomicUsize>)>, RawQuery(query): RawQuery| async move {
                     calls.fetch_add(1, Ordering::SeqCst);
                     let page: usize = query.unwrap_or_default().split('&').find_map(|pair| pair.strip_prefix("page=")?.parse().ok()).unwrap_or(0);
                     let (status, body, link) = pages[page.min(pages.len() - 1)];

@@ -101,7 +101,7 @@ impl Stack {
             .collect()
     }
 
-    /// An image reference through the fault proxy.
+    /// Returns an image reference through the fault proxy.
     pub fn image(&self, repository: &str, tag: &str) -> String {
         format!("{}/{repository}:{tag}", self.proxy.address())
     }
@@ -122,7 +122,7 @@ impl Stack {
         config_map.data?.get(key).cloned()
     }
 
-    /// The announced records of the state ConfigMap, as `repository:patch`.
+    /// Returns the announced records of the state ConfigMap, as `repository:patch`.
     pub async fn announced(&self) -> Vec<String> {
         let Some(text) = self.config_map_data("image-patch-state", "state.json").await else {
             return Vec::new();
@@ -176,7 +176,7 @@ impl Stack {
         Api::<Pod>::namespaced(self.admin.clone(), namespace).create(&PostParams::default(), &pod).await.unwrap();
     }
 
-    /// The images of a Deployment's pod template, by container name.
+    /// Returns the images of a Deployment's pod template, by container name.
     pub async fn deployment_images(&self, namespace: &str, name: &str) -> BTreeMap<String, String> {
         let deployment = Api::<Deployment>::namespaced(self.admin.clone(), namespace).get(name).await.unwrap();
         let spec = deployment.spec.unwrap().template.spec.unwrap();
@@ -198,7 +198,7 @@ fn pod_template(name: &str, containers: &[(&str, &str)], init_containers: &[(&st
     })
 }
 
-/// The report row of a workload's container.
+/// Returns the report row of a workload's container.
 pub fn row<'a>(report: &'a Report, kind: &str, name: &str, container: &str) -> &'a Row {
     report
         .rows
@@ -207,7 +207,7 @@ pub fn row<'a>(report: &'a Report, kind: &str, name: &str, container: &str) -> &
         .unwrap_or_else(|| panic!("no row for {kind}/{name} container {container} in {:#?}", report.rows))
 }
 
-/// The text of all blocks of the delivered Slack messages.
+/// Returns the text of all blocks of the delivered Slack messages.
 pub fn delivered_text(slack: &SlackReceiver) -> String {
     slack
         .delivered()

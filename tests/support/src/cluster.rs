@@ -13,10 +13,10 @@
 //! `system:masters`. [`Cluster::service_account_kubeconfig`] writes a kubeconfig
 //! with a TokenRequest token, so that a product component runs with exactly the
 //! RBAC that its manifests grant. The controller-manager runs the usual
-//! controllers with per-controller service-account credentials; there is no
+//! controllers with per-controller service-account credentials. There is no
 //! scheduler and no kubelet, so Pods are stored and stay `Pending`.
 
-use crate::pki::Pki;
+use crate::pki::{KeyPair, Pki};
 use crate::ports::free_port;
 use crate::process::{ManagedProcess, print_log_tail};
 use crate::tools::Tools;
@@ -31,6 +31,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -38,7 +39,7 @@ use tempfile::TempDir;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
 /// Lifetime requested for service-account tokens.
 const TOKEN_SECONDS: i64 = 24 * 60 * 60;
-/// Controllers that only do something with a cloud provider; none runs here.
+/// Controllers that only do something with a cloud provider, which none runs here.
 const CLOUD_CONTROLLERS: [&str; 3] = [
     "cloud-node-lifecycle-controller",
     "service-lb-controller",
@@ -54,6 +55,19 @@ pub struct ClusterOptions {
     pub controller_manager_args: Vec<String>,
 }
 
+/// A certificate and its private key, as PEM text and as files.
+#[derive(Clone, Debug)]
+pub struct CertifiedKey {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key, PEM (PKCS #8, P-256).
+    pub key_pem: String,
+    /// The file that contains `cert_pem`.
+    pub cert_path: PathBuf,
+    /// The file that contains `key_pem`.
+    pub key_path: PathBuf,
+}
+
 /// A running control plane: etcd, kube-apiserver and kube-controller-manager.
 ///
 /// Dropping it stops the three processes. When the test is panicking, the tail
@@ -64,11 +78,15 @@ pub struct Cluster {
     apiserver: ManagedProcess,
     etcd: ManagedProcess,
     dir: Option<TempDir>,
+    /// The directory once it is no longer removed on drop.
+    kept_dir: Option<PathBuf>,
     tools: Tools,
+    pki: Pki,
+    certificates_issued: AtomicUsize,
     server_url: String,
     ca_pem: String,
     admin_kubeconfig: PathBuf,
-    client: kube::Client,
+    admin_config: kube::Config,
 }
 
 impl Cluster {
@@ -80,8 +98,15 @@ impl Cluster {
     /// Starts etcd, kube-apiserver and kube-controller-manager on free loopback
     /// ports and waits until the API server is ready and the controller-manager
     /// has created the `default` ServiceAccount of the `default` namespace.
+    ///
+    /// A start that fails because another process took a port in between is
+    /// retried with new ports, up to three attempts in all.
     #[tracing::instrument(skip_all)]
     pub async fn start_with(options: ClusterOptions) -> Result<Cluster> {
+        crate::ports::retry_on_port_conflict(|| Cluster::start_once(&options)).await
+    }
+
+    async fn start_once(options: &ClusterOptions) -> Result<Cluster> {
         let tools = Tools::locate()?;
         let dir = tempfile::Builder::new()
             .prefix("ipc-cluster-")
@@ -142,7 +167,7 @@ impl Cluster {
             ),
             "--allow-privileged=true".to_owned(),
             // The `kubernetes` Service's endpoints would be 127.0.0.1, which
-            // endpoint validation rejects; nothing here needs them.
+            // endpoint validation rejects, and nothing here needs them.
             "--endpoint-reconciler-type=none".to_owned(),
             "--profiling=false".to_owned(),
         ]);
@@ -164,7 +189,8 @@ impl Cluster {
                 key: &read_to_string(&pki.admin.key)?,
             },
         )?;
-        let client = client_from_kubeconfig(&admin_kubeconfig).await?;
+        let admin_config = config_from_kubeconfig(&admin_kubeconfig).await?;
+        let client = kube::Client::try_from(admin_config.clone())?;
         apiserver
             .wait_ready(STARTUP_TIMEOUT, || async {
                 let request = http::Request::get("/readyz")
@@ -238,12 +264,41 @@ impl Cluster {
             apiserver,
             etcd,
             dir: Some(dir),
+            kept_dir: None,
             tools,
+            pki,
+            certificates_issued: AtomicUsize::new(0),
             server_url,
             ca_pem,
             admin_kubeconfig,
-            client,
+            admin_config,
         })
+    }
+
+    /// Returns a control plane shared by every test of the test binary, started
+    /// by the first test that requests it.
+    ///
+    /// Sharing saves the start (about ten seconds on 2 cores) per test, so give
+    /// each test its own namespaces. A shared cluster is never dropped: its
+    /// processes die with the test binary, and an exit handler removes its
+    /// directory unless `IPC_KEEP_STACK` is set. Call [`Cluster::print_logs`]
+    /// when a test fails, because no drop prints them.
+    pub async fn shared() -> Result<&'static Cluster> {
+        static SHARED: tokio::sync::OnceCell<Cluster> = tokio::sync::OnceCell::const_new();
+        SHARED
+            .get_or_try_init(|| async {
+                let mut cluster = Cluster::start().await?;
+                let dir = cluster
+                    .dir
+                    .take()
+                    .expect("a new cluster has its directory")
+                    .keep();
+                eprintln!("shared cluster state and logs in {}", dir.display());
+                crate::process::remove_at_exit(dir.clone(), cluster.pids());
+                cluster.kept_dir = Some(dir);
+                Ok(cluster)
+            })
+            .await
     }
 
     /// Returns the API server's URL, `https://127.0.0.1:<port>`.
@@ -257,6 +312,22 @@ impl Cluster {
         &self.ca_pem
     }
 
+    /// Issues a serving certificate for `hosts` (IP addresses or DNS names)
+    /// signed by the cluster's CA, so that a webhook server started by a test
+    /// is trusted with [`Cluster::ca_pem`] as its `caBundle`.
+    pub fn issue_serving_certificate(&self, hosts: &[&str]) -> Result<CertifiedKey> {
+        let number = self.certificates_issued.fetch_add(1, Ordering::Relaxed);
+        let pair: KeyPair =
+            self.pki
+                .issue_serving(&self.dir().join("pki"), &format!("serving-{number}"), hosts)?;
+        Ok(CertifiedKey {
+            cert_pem: read_to_string(&pair.cert)?,
+            key_pem: read_to_string(&pair.key)?,
+            cert_path: pair.cert,
+            key_path: pair.key,
+        })
+    }
+
     /// Returns the admin kubeconfig (a client certificate in `system:masters`).
     pub fn kubeconfig_path(&self) -> &Path {
         &self.admin_kubeconfig
@@ -264,10 +335,11 @@ impl Cluster {
 
     /// Returns the cluster's state directory: PKI, kubeconfigs, etcd data and logs.
     pub fn dir(&self) -> &Path {
-        self.dir
-            .as_ref()
-            .expect("the directory lives as long as the cluster")
-            .path()
+        match (&self.dir, &self.kept_dir) {
+            (Some(dir), _) => dir.path(),
+            (None, Some(kept)) => kept,
+            (None, None) => unreachable!("the directory lives as long as the cluster"),
+        }
     }
 
     /// Returns the tools the cluster was started with.
@@ -275,9 +347,13 @@ impl Cluster {
         &self.tools
     }
 
-    /// Returns a client with the admin's credentials.
+    /// Returns a new client with the admin's credentials.
+    ///
+    /// The client runs a background task on the current tokio runtime, so a
+    /// test that shares a cluster with others still gets a client of its own.
     pub fn client(&self) -> kube::Client {
-        self.client.clone()
+        kube::Client::try_from(self.admin_config.clone())
+            .expect("the admin configuration built a client when the cluster started")
     }
 
     /// Creates a namespace with `labels` and waits until the controller-manager
@@ -312,7 +388,7 @@ impl Cluster {
 
     /// Writes a kubeconfig that authenticates as the ServiceAccount
     /// `namespace/name` with a token from the TokenRequest API, and returns its
-    /// path. The ServiceAccount must exist; the token is valid for a day.
+    /// path. The ServiceAccount must exist, and the token is valid for a day.
     pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
         let service_accounts: Api<ServiceAccount> = Api::namespaced(self.client(), namespace);
         let request = TokenRequest {
@@ -445,14 +521,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // The processes print their own log tails when the test is panicking.
+        // Each process prints its own log tail when it is dropped during a panic.
         let panicking = std::thread::panicking();
-        if panicking {
-            self.print_logs();
-        }
         self.stop_processes();
         if let Some(dir) = self.dir.take()
-            && panicking
+            && (panicking || crate::process::keep_stack())
         {
             let kept = dir.keep();
             eprintln!("cluster state and full logs kept in {}", kept.display());
@@ -554,12 +627,14 @@ fn write_kubeconfig(
         .map_err(|error| Error::io(format!("cannot write {}", path.display()), error))
 }
 
-async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
+async fn config_from_kubeconfig(path: &Path) -> Result<kube::Config> {
     install_crypto_provider();
     let kubeconfig = Kubeconfig::read_from(path)?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(kube::Client::try_from(config)?)
+    Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
+}
+
+async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
+    Ok(kube::Client::try_from(config_from_kubeconfig(path).await?)?)
 }
 
 /// Installs ring as rustls's process-wide provider for kube's TLS client.

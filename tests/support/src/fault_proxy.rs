@@ -360,7 +360,7 @@ async fn forward(
         .await?;
     let status = upstream.status();
     let mut headers = forwarded_headers(upstream.headers());
-    // Upload locations may be absolute URLs of the upstream; keep the client on the proxy.
+    // Upload locations may be absolute URLs of the upstream, so point them at the proxy.
     if let Some(location) = headers
         .get(header::LOCATION)
         .and_then(|value| value.to_str().ok())
@@ -456,7 +456,7 @@ async fn page_tags(
     Ok(response)
 }
 
-/// Copies end-to-end headers; hop-by-hop headers and the length are the
+/// Copies end-to-end headers. Hop-by-hop headers and the length are the
 /// business of each connection.
 fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
     let mut forwarded = headers.clone();

@@ -39,9 +39,10 @@ pub mod seed;
 pub mod slack;
 pub mod tools;
 
-pub use cluster::Cluster;
+pub use cluster::{CertifiedKey, Cluster, ClusterOptions};
 pub use error::{Error, Result};
 pub use fault_proxy::FaultProxy;
+pub use process::KEEP_STACK_ENV;
 pub use registry::Registry;
 pub use slack::SlackReceiver;
 pub use tools::Tools;

@@ -110,6 +110,33 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// Issues a serving certificate for `hosts` (IP addresses or DNS names),
+    /// signed by the CA, as files `<name>.crt` and `<name>.key` in `dir`.
+    pub(crate) fn issue_serving(&self, dir: &Path, name: &str, hosts: &[&str]) -> Result<KeyPair> {
+        let sans = hosts
+            .iter()
+            .map(|host| {
+                if host.parse::<std::net::IpAddr>().is_ok() {
+                    format!("IP:{host}")
+                } else {
+                    format!("DNS:{host}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let common_name = hosts.first().copied().unwrap_or(name);
+        issue(
+            dir,
+            &self.ca,
+            name,
+            &format!("/CN={common_name}"),
+            "serverAuth",
+            Some(&sans),
+        )
+    }
+}
+
 fn path(path: &Path) -> &str {
     path.to_str().expect("temporary paths are UTF-8")
 }

@@ -2,7 +2,7 @@
 //! with filesystem storage in a temporary directory, plain or with basic auth.
 //!
 //! distribution 2.8 returns a repository's whole tag list and ignores the `n`
-//! and `last` parameters; put a [`crate::FaultProxy`] in front of it to test
+//! and `last` parameters. Put a [`crate::FaultProxy`] in front of it to test
 //! paging.
 
 use crate::ports::free_port;
@@ -16,7 +16,7 @@ use tempfile::TempDir;
 
 /// How long the registry may take to respond to `/v2/`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Cost of the bcrypt hash in the htpasswd file; the lowest keeps tests fast.
+/// Cost of the bcrypt hash in the htpasswd file. The lowest keeps tests fast.
 const BCRYPT_COST: u32 = 4;
 
 /// A running `docker-registry`, stopped on drop.
@@ -41,6 +41,10 @@ impl Registry {
 
     #[tracing::instrument(skip_all, fields(auth = credentials.is_some()))]
     async fn start(credentials: Option<(String, String)>) -> Result<Registry> {
+        crate::ports::retry_on_port_conflict(|| Registry::start_once(credentials.clone())).await
+    }
+
+    async fn start_once(credentials: Option<(String, String)>) -> Result<Registry> {
         let binary = Tools::docker_registry()?;
         let dir = tempfile::Builder::new()
             .prefix("ipc-registry-")
@@ -143,7 +147,7 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.process.stop();
         if let Some(dir) = self.dir.take()
-            && std::thread::panicking()
+            && (std::thread::panicking() || crate::process::keep_stack())
         {
             eprintln!("registry storage and log kept in {}", dir.keep().display());
         }

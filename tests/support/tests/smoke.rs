@@ -6,17 +6,20 @@
 //! without skipping, when they are missing.
 
 use anyhow::{Context, Result, ensure};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use testsupport::fault_proxy::{Fault, LinkStyle, PathKind};
 use testsupport::seed;
 use testsupport::slack::Reply;
-use testsupport::{Cluster, FaultProxy, Registry, SlackReceiver};
+use testsupport::{CertifiedKey, Cluster, FaultProxy, Registry, SlackReceiver};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -92,19 +95,91 @@ fn container_image(pod: &Pod) -> String {
         .unwrap_or_default()
 }
 
+/// Starts an HTTPS mutating webhook on 127.0.0.1 that annotates every object
+/// it admits, and returns its URL and the counter of its calls.
+async fn start_annotating_webhook(
+    certificate: &CertifiedKey,
+) -> Result<(String, Arc<AtomicUsize>)> {
+    use kube::core::DynamicObject;
+    use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let router = axum::Router::new().route(
+        "/mutate",
+        axum::routing::post(move |axum::Json(review): axum::Json<AdmissionReview<DynamicObject>>| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let request: AdmissionRequest<DynamicObject> = review.try_into().expect("an admission request");
+                let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+                    { "op": "add", "path": "/metadata/annotations", "value": { "patches.mojaloop.io/smoke": "admitted" } }
+                ]))
+                .expect("a JSON patch");
+                let response = AdmissionResponse::from(&request).with_patch(patch).expect("a serializable patch");
+                axum::Json(response.into_review())
+            }
+        }),
+    );
+    let certs = CertificateDer::pem_slice_iter(certificate.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(certificate.key_pem.as_bytes())?;
+    let config = rustls::ServerConfig::builder_with_provider(
+        rustls::crypto::ring::default_provider().into(),
+    )
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("https://{}/mutate", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            });
+        }
+    });
+    Ok((url, calls))
+}
+
 fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stack_starts_serves_and_stops() -> Result<()> {
-    let cluster = Cluster::start()
-        .await
-        .context("starting the control plane")?;
-    let registry = Registry::start_plain().await?;
+async fn stack_starts_serves_and_stops() {
+    let cluster = Cluster::start().await.expect("the control plane starts");
+    let registry = Registry::start_plain().await.expect("the registry starts");
     let mut pids = cluster.pids();
     pids.extend(registry.pid());
 
+    // A failure panics here, while the stack still runs, so that dropping it
+    // prints the logs of every component.
+    if let Err(error) = exercise_stack(&cluster, &registry).await {
+        panic!("{error:?}");
+    }
+
+    // Stopping leaves nothing behind.
+    drop(registry);
+    cluster.stop();
+    for pid in pids {
+        assert!(!process_exists(pid), "process {pid} outlived the stack");
+    }
+}
+
+async fn exercise_stack(cluster: &Cluster, registry: &Registry) -> Result<()> {
     // An image to deploy, pushed and listed back.
     let digests = seed::push_image(
         registry.address(),
@@ -146,7 +221,7 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
             "smoke-kubectl",
         ])
         .await?;
-    let pods = wait_for_pods(&cluster, "smoke-kubectl", "web", 2).await?;
+    let pods = wait_for_pods(cluster, "smoke-kubectl", "web", 2).await?;
     for pod in &pods {
         ensure!(
             container_image(pod) == image,
@@ -185,7 +260,108 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
     Api::<Deployment>::namespaced(cluster.client(), "smoke-kube")
         .create(&PostParams::default(), &deployment)
         .await?;
-    wait_for_pods(&cluster, "smoke-kube", "api", 1).await?;
+    wait_for_pods(cluster, "smoke-kube", "api", 1).await?;
+
+    // Pods that the controller-manager creates pass through a mutating webhook
+    // served by the test on loopback, in opted-in namespaces only.
+    let certificate = cluster.issue_serving_certificate(&["127.0.0.1"])?;
+    let (webhook_url, webhook_calls) = start_annotating_webhook(&certificate).await?;
+    use base64::Engine as _;
+    let webhook: MutatingWebhookConfiguration = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "smoke-annotate" },
+        "webhooks": [{
+            "name": "annotate.smoke.patches.mojaloop.io",
+            "clientConfig": {
+                "url": webhook_url,
+                "caBundle": base64::engine::general_purpose::STANDARD.encode(cluster.ca_pem()),
+            },
+            "rules": [{ "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"] }],
+            "namespaceSelector": { "matchLabels": { "patches.mojaloop.io/enabled": "true" } },
+            "failurePolicy": "Ignore",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5,
+        }],
+    }))?;
+    Api::<MutatingWebhookConfiguration>::all(cluster.client())
+        .create(&PostParams::default(), &webhook)
+        .await?;
+    // The API server loads webhook configurations asynchronously: probe with
+    // dry-run Pods until the webhook responds.
+    let probe_pods: Api<Pod> = Api::namespaced(cluster.client(), "smoke-kube");
+    let probe: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "generateName": "probe-" },
+        "spec": { "containers": [{ "name": "probe", "image": image }] },
+    }))?;
+    eventually("the webhook to be active", || async {
+        let created = probe_pods
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                },
+                &probe,
+            )
+            .await?;
+        Ok(created
+            .annotations()
+            .contains_key("patches.mojaloop.io/smoke")
+            .then_some(()))
+    })
+    .await?;
+    let calls_before = webhook_calls.load(Ordering::SeqCst);
+    let mut annotated = deployment.clone();
+    annotated.metadata.name = Some("annotated".into());
+    Api::<Deployment>::namespaced(cluster.client(), "smoke-kube")
+        .create(&PostParams::default(), &annotated)
+        .await?;
+    let pods = wait_for_pods(cluster, "smoke-kube", "annotated", 1).await?;
+    ensure!(
+        pods[0]
+            .annotations()
+            .get("patches.mojaloop.io/smoke")
+            .map(String::as_str)
+            == Some("admitted"),
+        "the webhook mutated the Pod that the ReplicaSet created: {:?}",
+        pods[0].annotations()
+    );
+    ensure!(
+        webhook_calls.load(Ordering::SeqCst) > calls_before,
+        "the webhook was called"
+    );
+    let unlabelled: Api<Pod> = Api::namespaced(cluster.client(), "smoke-kubectl");
+    let created = unlabelled
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &probe,
+        )
+        .await?;
+    ensure!(
+        !created
+            .annotations()
+            .contains_key("patches.mojaloop.io/smoke"),
+        "namespaces without the label are not sent to the webhook"
+    );
+
+    // The controller-manager publishes the cluster CA into every namespace.
+    let root_ca = cluster
+        .kubectl([
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-n",
+            "smoke-kube",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ])
+        .await?;
+    ensure!(
+        root_ca.trim() == cluster.ca_pem().trim(),
+        "kube-root-ca.crt contains the cluster CA"
+    );
 
     // A ServiceAccount can read exactly what its Role grants.
     Api::<ServiceAccount>::namespaced(cluster.client(), "smoke-kube")
@@ -295,7 +471,7 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
         run(install)
             .await
             .with_context(|| format!("{helm} install"))?;
-        let pods = wait_for_pods(&cluster, namespace, "demo", 1).await?;
+        let pods = wait_for_pods(cluster, namespace, "demo", 1).await?;
         ensure!(
             container_image(&pods[0]).ends_with(":v10.4.0"),
             "{helm} installed {}",
@@ -308,6 +484,7 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
         let upgraded = deployments.get("demo").await?;
         let template_image = upgraded
             .spec
+            .clone()
             .and_then(|spec| spec.template.spec)
             .and_then(|spec| {
                 spec.containers
@@ -318,6 +495,26 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
         ensure!(
             template_image.ends_with(":v10.4.0.1-patch"),
             "{helm} upgraded to {template_image}"
+        );
+        // Helm 4 applies server-side by default, so its field manager records
+        // Apply operations, while Helm 3 records Update.
+        let operations: Vec<String> = upgraded
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|entry| {
+                entry
+                    .manager
+                    .as_deref()
+                    .is_some_and(|manager| manager.starts_with("helm"))
+            })
+            .filter_map(|entry| entry.operation)
+            .collect();
+        let expected = if helm == "helm3" { "Update" } else { "Apply" };
+        ensure!(
+            operations.iter().any(|operation| operation == expected),
+            "{helm} field operations: {operations:?}"
         );
         let history = run(vec![
             "history".into(),
@@ -331,19 +528,21 @@ async fn stack_starts_serves_and_stops() -> Result<()> {
         let revisions: Vec<serde_json::Value> = serde_json::from_str(&history)?;
         ensure!(revisions.len() == 2, "{helm} history: {history}");
     }
-
-    // Stopping leaves nothing behind.
-    drop(registry);
-    cluster.stop();
-    for pid in pids {
-        ensure!(!process_exists(pid), "process {pid} outlived the stack");
-    }
     Ok(())
 }
 
 #[tokio::test]
-async fn registries_serve_through_the_fault_proxy() -> Result<()> {
-    let registry = Registry::start_with_basic_auth("ci", "s3cret").await?;
+async fn registries_serve_through_the_fault_proxy() {
+    let registry = Registry::start_with_basic_auth("ci", "s3cret")
+        .await
+        .expect("the registry starts");
+    // A failure panics while the registry runs, so that its log is printed.
+    if let Err(error) = exercise_fault_proxy(&registry).await {
+        panic!("{error:?}");
+    }
+}
+
+async fn exercise_fault_proxy(registry: &Registry) -> Result<()> {
     let anonymous = seed::list_tags(
         registry.address(),
         "mojaloop/account-lookup-service",

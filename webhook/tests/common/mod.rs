@@ -1,6 +1,7 @@
-//! Fixtures shared by the integration tests: AdmissionReview requests shaped like those
-//! kube-apiserver sends (in `reviews/`, one a handled kind, with the API server's defaults
-//! filled in), an approvals document, and helpers to call the router and apply its patch.
+//! Fixtures shared by the integration tests: AdmissionReview requests recorded from
+//! kube-apiserver v1.36 of the local test stack (in `reviews/`, one a handled kind, plus a
+//! Deployment UPDATE and a Pod `ephemeralcontainers` UPDATE), an approvals document, and
+//! helpers to call the router and apply its patch.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@ use testsupport::slack::{Reply, SlackReceiver};
 #[derive(Parser)]
 #[command(version)]
 struct Options {
-    /// Address to listen on; port 0 takes a free port.
+    /// Address to listen on. Port 0 takes a free port.
     #[arg(long, env = "IPC_SLACK_RECEIVER_ADDR", default_value = "127.0.0.1:0")]
     addr: String,
     /// File to write the webhook URL to once listening.
