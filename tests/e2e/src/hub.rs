@@ -5,7 +5,7 @@
 //!  Hub::start ── Cluster (etcd, kube-apiserver, kube-controller-manager)
 //!      │         Registry (mojaloop/* and library/redis images), SlackReceiver
 //!      ▼
-//!  install ──── kubectl apply --server-side -k manifests/ and manifests/scanner
+//!  install ──── kubectl apply --server-side -k manifests/
 //!      │        + a copy of manifests/ with an overlay that only sets
 //!      │          clientConfig.url to https://127.0.0.1:PORT (no Service reaches a
 //!      │          local process) and adds the scanner's rollout component
@@ -160,6 +160,9 @@ impl Hub {
     /// Starts the control plane, the registry and the Slack receiver, pushes the
     /// images and creates the hub's two namespaces. Nothing of the product runs yet.
     pub async fn start(helm: Helm) -> Result<Hub> {
+        // reqwest and kube pick no rustls provider themselves; an error means that
+        // one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let binaries = Binaries::locate()?;
         let cluster = Cluster::start().await.context("the control plane starts")?;
         let registry = Registry::start_plain().await.context("the registry starts")?;
@@ -244,17 +247,15 @@ impl Hub {
         self.insecure_registries.push(address.to_owned());
     }
 
-    /// Applies the product's manifests as a user would (`manifests/` and
-    /// `manifests/scanner`, server-side), then the local overlay with the
+    /// Applies the product's manifests as a user would (`manifests/`,
+    /// server-side), then the local overlay with the
     /// webhook's `clientConfig.url` and the scanner's rollout RBAC, runs the certs
     /// script, creates the Slack Secret and writes the service-account kubeconfigs.
     pub async fn install(&mut self) -> Result<()> {
         let manifests = repository_root().join("manifests");
-        for entry in [manifests.clone(), manifests.join("scanner")] {
-            self.kubectl(&["apply", "--server-side", "-k", path_str(&entry)])
-                .await
-                .with_context(|| format!("kubectl apply --server-side -k {}", entry.display()))?;
-        }
+        self.kubectl(&["apply", "--server-side", "-k", path_str(&manifests)])
+            .await
+            .context("kubectl apply --server-side -k manifests/")?;
         self.apply_local_overlay(WebhookRules::Workloads).await?;
 
         let url = self.slack.url();
@@ -297,9 +298,10 @@ impl Hub {
             std::fs::remove_dir_all(&root)?;
         }
         copy_dir(&repository_root().join("manifests"), &root.join("manifests"))?;
-        let base = match rules {
-            WebhookRules::Workloads => "../manifests",
-            WebhookRules::PodsOnly => "../manifests/overlays/pods-only",
+        // The pods-only overlay turns the scanner's rollout on by itself.
+        let (base, components) = match rules {
+            WebhookRules::Workloads => ("../manifests", "components:\n  - ../manifests/scanner/components/rollout\n"),
+            WebhookRules::PodsOnly => ("../manifests/overlays/pods-only", ""),
         };
         let port = self.webhook_port;
         let overlay = format!(
@@ -307,8 +309,8 @@ impl Hub {
              # reached on 127.0.0.1 and the scanner allowed to roll out.\n\
              apiVersion: kustomize.config.k8s.io/v1beta1\n\
              kind: Kustomization\n\
-             resources:\n  - {base}\n  - ../manifests/scanner\n\
-             components:\n  - ../manifests/scanner/components/rollout\n\
+             resources:\n  - {base}\n\
+             {components}\
              patches:\n\
              \x20 - target:\n      kind: MutatingWebhookConfiguration\n      name: image-patch-webhook\n\
              \x20   patch: |-\n\
@@ -394,9 +396,6 @@ impl Hub {
             .env("RUST_LOG", "info");
         let mut process = ChildProcess::spawn("image-patch-webhook", command, &self.dir().join("webhook.log"))?;
 
-        // The workspace enables more than one rustls provider, so rustls cannot
-        // pick one itself; an error means that one is installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let ca = std::fs::read(certs.join("ca.crt")).context("the certs script wrote ca.crt")?;
         let client = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&ca)?)

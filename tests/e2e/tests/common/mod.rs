@@ -93,7 +93,7 @@ pub async fn auto_policy(hub: &Hub) -> Result<()> {
     );
     hub.set_approvals(&document).await?;
 
-    let scan = hub.scan(&["--rollout=patch"]).await.context("auto: the scan runs")?;
+    let scan = hub.scan(&[]).await.context("auto: the scan runs")?;
     let auto_approved = scan.report["autoApproved"].to_string();
     ensure!(
         auto_approved.contains("account-lookup-service") && auto_approved.contains("v10.4.0.2-patch"),
@@ -112,7 +112,8 @@ pub async fn auto_policy(hub: &Hub) -> Result<()> {
     let pods = hub.newest_pod_images(HUB, "account-lookup-service").await?;
     ensure!(pods == images, "auto: the new Pods of account-lookup-service run the patch: {pods:?}");
 
-    // The pods-only deployment of the webhook, and an auto policy for ml-api-adapter.
+    // The pods-only overlay: the webhook rewrites Pods only, and the CronJob's
+    // rollout restarts workloads. An auto policy for ml-api-adapter.
     hub.apply_local_overlay(WebhookRules::PodsOnly).await.context("auto: the pods-only overlay applies")?;
     // The scanner rewrote the document when it approved; the new policy goes first,
     // indented like the policies that follow it.
@@ -123,7 +124,7 @@ pub async fn auto_policy(hub: &Hub) -> Result<()> {
     hub.set_approvals(&document).await?;
     let before = hub.replica_set_count(HUB, "ml-api-adapter").await?;
     let scan = hub
-        .scan(&["--rollout=restart"])
+        .scan(&[])
         .await
         .with_context(|| format!("auto: the pods-only scan runs with the approvals\n{document}"))?;
     ensure!(
