@@ -106,7 +106,7 @@ pub struct Scan {
 }
 
 impl Scan {
-    /// Returns the report rows of a container of a Deployment in `namespace`.
+    /// Returns the report row of a container of a Deployment in `namespace`.
     pub fn row(&self, namespace: &str, deployment: &str, container: &str) -> Option<&Value> {
         self.report["rows"].as_array()?.iter().find(|row| {
             row["namespace"] == namespace

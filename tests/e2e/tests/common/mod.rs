@@ -7,7 +7,7 @@ use e2e::hub::{HUB, Hub, REDIS, SERVICES, SYSTEM, WebhookRules};
 use e2e::scenarios;
 
 /// Scenario 1: the manifests apply server-side, each component runs as the
-/// ServiceAccount that the manifests give it, and RBAC holds it to its grants.
+/// ServiceAccount that the manifests give it, and RBAC rejects what they do not grant.
 pub async fn install(hub: &mut Hub) -> Result<()> {
     hub.install().await?;
 
@@ -22,7 +22,7 @@ pub async fn install(hub: &mut Hub) -> Result<()> {
         "install: the scanner CronJob runs as image-patch-scanner"
     );
 
-    // Each account is refused what its manifests do not grant.
+    // RBAC rejects each request that the manifests do not grant.
     let scanner = hub.service_account_kubeconfig("image-patch-scanner")?.to_owned();
     let webhook = hub.service_account_kubeconfig("image-patch-webhook")?.to_owned();
     let refused = [
