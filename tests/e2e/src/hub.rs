@@ -6,6 +6,7 @@
 //!      │         Registry (mojaloop/* and library/redis images), SlackReceiver
 //!      ▼
 //!  install ──── kubectl apply --server-side -k manifests/
+//!      │        + kubectl create -f manifests/examples/approvals.yaml
 //!      │        + a copy of manifests/ with an overlay that only sets
 //!      │          clientConfig.url to https://127.0.0.1:PORT (no Service reaches a
 //!      │          local process) and adds the scanner's rollout component
@@ -247,15 +248,20 @@ impl Hub {
         self.insecure_registries.push(address.to_owned());
     }
 
-    /// Applies the product's manifests as a user would (`manifests/`,
-    /// server-side), then the local overlay with the
-    /// webhook's `clientConfig.url` and the scanner's rollout RBAC, runs the certs
-    /// script, creates the Slack Secret and writes the service-account kubeconfigs.
+    /// Installs the product as a user would. Applies `manifests/` server-side and
+    /// creates the approvals ConfigMap from its example. Then applies the local
+    /// overlay with the webhook's `clientConfig.url` and the scanner's rollout RBAC,
+    /// runs the certs script, creates the Slack Secret and writes the
+    /// service-account kubeconfigs.
     pub async fn install(&mut self) -> Result<()> {
         let manifests = repository_root().join("manifests");
         self.kubectl(&["apply", "--server-side", "-k", path_str(&manifests)])
             .await
             .context("kubectl apply --server-side -k manifests/")?;
+        let example = repository_root().join("manifests/examples/approvals.yaml");
+        self.kubectl(&["create", "-f", path_str(&example)])
+            .await
+            .context("kubectl create -f manifests/examples/approvals.yaml")?;
         self.apply_local_overlay(WebhookRules::Workloads).await?;
 
         let url = self.slack.url();
@@ -317,18 +323,6 @@ impl Hub {
              \x20     - op: replace\n        path: /webhooks/0/clientConfig\n        value: {{url: \"https://127.0.0.1:{port}/mutate\"}}\n\
              \x20     - op: replace\n        path: /webhooks/1/clientConfig\n        value: {{url: \"https://127.0.0.1:{port}/audit\"}}\n"
         );
-        // As approvals-configmap.yaml advises, a re-apply leaves out the approvals
-        // ConfigMap once it exists: server-side apply would report a conflict with
-        // the operators' edits, and a forced apply would reset them.
-        let existing = self
-            .kubectl(&["-n", SYSTEM, "get", "configmap", "image-patch-approvals", "--ignore-not-found", "-o", "name"])
-            .await?;
-        let overlay = if existing.stdout.trim().is_empty() {
-            overlay
-        } else {
-            overlay
-                + "  - patch: |-\n      $patch: delete\n      apiVersion: v1\n      kind: ConfigMap\n      metadata:\n        name: image-patch-approvals\n        namespace: image-patch-system\n"
-        };
         let overlay_dir = root.join("local");
         std::fs::create_dir_all(&overlay_dir)?;
         std::fs::write(overlay_dir.join("kustomization.yaml"), overlay)?;

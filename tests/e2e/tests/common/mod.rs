@@ -6,8 +6,9 @@ use anyhow::{Context, Result, ensure};
 use e2e::hub::{HUB, Hub, REDIS, SERVICES, SYSTEM, WebhookRules};
 use e2e::scenarios;
 
-/// Scenario 1: the manifests apply server-side, each component runs as the
-/// ServiceAccount that the manifests give it, and RBAC rejects what they do not grant.
+/// Scenario 1: the manifests apply server-side, and re-apply after an approvals
+/// edit without a conflict. Each component runs as the ServiceAccount that the
+/// manifests give it, and RBAC rejects what they do not grant.
 pub async fn install(hub: &mut Hub) -> Result<()> {
     hub.install().await?;
 
@@ -45,6 +46,17 @@ pub async fn install(hub: &mut Hub) -> Result<()> {
         .kubectl_as(&webhook, &["-n", SYSTEM, "get", "configmap", "image-patch-approvals"])
         .await?;
     ensure!(succeeded, "install: the webhook reads the approvals: {}", output.stderr);
+
+    // An upgrade re-applies the manifests after operators edited the approvals. The
+    // manifests do not contain the approvals ConfigMap, so server-side apply without
+    // --force-conflicts succeeds and keeps the edit.
+    let edited = format!("{}# edited by an operator\n", hub.approvals().await?);
+    hub.set_approvals(&edited).await?;
+    hub.apply_local_overlay(WebhookRules::Workloads)
+        .await
+        .context("install: the manifests re-apply after an approvals edit")?;
+    let approvals = hub.approvals().await?;
+    ensure!(approvals == edited, "install: the re-apply keeps the edited approvals:\n{approvals}");
 
     hub.start_webhook().await.context("install: the webhook starts")?;
     Ok(())
