@@ -489,7 +489,7 @@ async fn exercise(cluster: &Cluster, dir: &Path) -> Result<()> {
     // Audit mode warns and stores the object unchanged, and other namespaces are not touched.
     let audit_warnings = apply(cluster, dir, &pod("audited", "audited")).await?;
     assert!(
-        audit_warnings.contains("would be rewritten to (audit mode)"),
+        audit_warnings.contains("(audit mode: unchanged)"),
         "{audit_warnings}"
     );
     let audited = get_json(cluster, &["-n", "audited", "get", "pod", "audited"]).await?;
