@@ -1,6 +1,8 @@
 //! The scanner binary: one scan per run, as the CronJob starts it.
 //! Exit status 2 is a configuration error, 1 an unreachable API server, 0 anything else,
 //! registry and Slack faults included, so that the CronJob does not back off on them.
+//! An approvals document that cannot be parsed exits with 2 only after the scan, which
+//! used the last good approvals, printed and stored its report and sent its notice.
 
 use std::process::ExitCode;
 
@@ -18,8 +20,12 @@ async fn main() -> ExitCode {
     match run(&options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "scan failed");
             let configuration = error.downcast_ref::<ScanError>().is_some_and(|error| matches!(error, ScanError::Config(_)));
+            if configuration {
+                tracing::error!(error = format!("{error:#}"), "configuration error; fix the configuration that the error names");
+            } else {
+                tracing::error!(error = format!("{error:#}"), "scan failed");
+            }
             ExitCode::from(if configuration { 2 } else { 1 })
         }
     }
@@ -32,6 +38,7 @@ async fn run(options: &Options) -> anyhow::Result<()> {
         OutputFormat::Table => print!("{}", report.to_table()),
         OutputFormat::Json => println!("{}", report.to_json()),
     }
+    scan::check_configuration(&report)?;
     Ok(())
 }
 

@@ -80,6 +80,8 @@ pub struct Notice {
     pub entries: Vec<PatchEntry>,
     /// Rollouts of this scan.
     pub rollouts: Vec<RolloutEntry>,
+    /// A short note on the configuration error of this scan, shown under the summary line.
+    pub configuration_error: Option<String>,
 }
 
 /// One message to post to the incoming webhook.
@@ -149,17 +151,23 @@ impl Notice {
 
     fn message(&self, sections: &[Section], part: usize, parts: usize) -> SlackMessage {
         let title = if parts > 1 { format!("Image patches ({part} of {parts})") } else { "Image patches".to_string() };
-        let summary = format!(
+        let mut summary = format!(
             "Cluster *{}*: {} new patch(es), {} rollout(s)",
             escape(&self.cluster),
             self.entries.len(),
             self.rollouts.len()
         );
+        if let Some(error) = &self.configuration_error {
+            summary.push_str(&format!("\n:warning: Configuration error: {}", escape(error)));
+        }
         let mut blocks = vec![
             json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
             json!({"type": "section", "text": {"type": "mrkdwn", "text": summary}}),
         ];
         let mut fallback = vec![format!("{title} on cluster {}", self.cluster)];
+        if let Some(error) = &self.configuration_error {
+            fallback.push(format!("Configuration error: {error}"));
+        }
         let mut patches = BTreeSet::new();
         for section in sections {
             blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": section.text}}));
@@ -323,7 +331,7 @@ mod tests {
     }
 
     fn notice(entries: Vec<PatchEntry>) -> Notice {
-        Notice { cluster: "hub-prod".into(), controller_namespace: "image-patch-system".into(), entries, rollouts: Vec::new() }
+        Notice { cluster: "hub-prod".into(), controller_namespace: "image-patch-system".into(), entries, rollouts: Vec::new(), configuration_error: None }
     }
 
     fn all_text(messages: &[SlackMessage]) -> String {
@@ -345,6 +353,19 @@ mod tests {
             }
             assert!(message.payload["text"].as_str().unwrap().chars().count() <= 40_000);
         }
+    }
+
+    #[test]
+    fn notice_mentions_configuration_error() {
+        let mut notice = notice(vec![entry("docker.io/mojaloop/quoting-service", 1)]);
+        notice.configuration_error = Some("approvals <unparsable>".into());
+
+        let messages = notice.to_messages();
+
+        assert_eq!(messages.len(), 1);
+        let summary = messages[0].payload["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(summary.contains("Configuration error: approvals &lt;unparsable&gt;"), "{summary}");
+        assert!(messages[0].payload["text"].as_str().unwrap().contains("Configuration error: approvals <unparsable>"));
     }
 
     #[test]

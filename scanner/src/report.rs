@@ -115,6 +115,10 @@ pub struct Report {
     pub namespaces: Vec<String>,
     /// One row per container.
     pub rows: Vec<Row>,
+    /// The approvals document that could not be parsed, with the parser's error and the
+    /// approvals this scan used instead. The binary exits with status 2 when it is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub configuration_error: Option<String>,
     /// Invalid approvals entries, skipped.
     pub approval_errors: Vec<String>,
     /// Repositories whose tag list or digest could not be read, with the error.
@@ -171,6 +175,9 @@ impl Report {
 
         let _ = writeln!(table);
         let _ = writeln!(table, "Cluster {}, scanned at {}{}", self.cluster, self.scanned_at.to_rfc3339(), if self.dry_run { " (dry run)" } else { "" });
+        if let Some(error) = &self.configuration_error {
+            let _ = writeln!(table, "configuration error: {error}");
+        }
         for (repository, error) in &self.registry_errors {
             let _ = writeln!(table, "registry error: {repository}: {error}");
         }
@@ -239,6 +246,7 @@ mod tests {
                 digest: None,
                 detail: None,
             }],
+            configuration_error: None,
             approval_errors: vec!["approvals[1] (line 7): unknown key".into()],
             registry_errors: BTreeMap::from([("127.0.0.1:1/x".to_string(), "HTTP 500".to_string())]),
             discovery_errors: BTreeMap::new(),
@@ -268,5 +276,18 @@ mod tests {
         assert_eq!(json["rows"][0]["newestPatch"], "v1.0.0.3-patch");
         assert_eq!(json["approvalErrors"][0], "approvals[1] (line 7): unknown key");
         assert_eq!(serde_json::to_value(Status::NotPatchVersioned).unwrap(), "not a patch-versioned tag");
+        assert!(json.get("configurationError").is_none());
+    }
+
+    #[test]
+    fn report_shows_configuration_error() {
+        let mut report = report();
+        report.configuration_error = Some("ConfigMap image-patch-system/image-patch-approvals cannot be parsed".into());
+
+        let table = report.to_table();
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+
+        assert!(table.contains("configuration error: ConfigMap image-patch-system/image-patch-approvals cannot be parsed"), "{table}");
+        assert_eq!(json["configurationError"], "ConfigMap image-patch-system/image-patch-approvals cannot be parsed");
     }
 }

@@ -1,7 +1,9 @@
 //! One scan, from configuration to report.
 //!
 //! ```text
-//!  configuration: Slack Secret, approvals ──(missing or unreadable: ScanError::Config)
+//!  configuration: Slack Secret ──(missing: ScanError::Config)
+//!  approvals ──(cannot be parsed: last good document from state, no auto-approval,
+//!               Report::configuration_error, exit status 2 after the scan)
 //!  discovery ─► rows; images with a patch-versioned tag ─► by source repository
 //!  registry: one tag list per repository ─► newest patch per image ─► digests
 //!  auto policy ─► approvals ─► statuses ─► rollout
@@ -9,15 +11,16 @@
 //!  report ─► stdout (by the caller) and ConfigMap image-patch-report
 //! ```
 //!
-//! Only configuration errors and an unreachable API server end a scan with an error.
-//! A registry, Slack or state fault is recorded in the report, and the next scan
+//! Only a missing Slack Secret, an unusable registry setup and an unreachable API
+//! server end a scan early with an error. An approvals document that cannot be parsed,
+//! and registry, Slack or state faults, are recorded in the report, and the next scan
 //! retries what this one could not finish.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use common::approvals::{CONFIGMAP_KEY as APPROVALS_KEY, CONFIGMAP_NAME as APPROVALS_NAME};
+use common::approvals::CONFIGMAP_NAME as APPROVALS_NAME;
 use common::{Approvals, Decision, ImageRef, Mode, Repository};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret as KubeSecret, ServiceAccount};
@@ -25,6 +28,7 @@ use kube::api::Api;
 use tracing::Instrument;
 use tracing::field::Empty;
 
+use crate::approvals_source;
 use crate::approve::{self, AutoApproval};
 use crate::configmap::ConfigMapStore;
 use crate::discovery::{self, NamespaceSelection, WorkloadImage};
@@ -42,7 +46,8 @@ const LOOKUP_CONCURRENCY: usize = 16;
 /// A failure that ends a scan.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    /// The configuration is invalid, and the operator has to fix it. Exit status 2.
+    /// The configuration is invalid, and the operator has to fix it. Exit status 2,
+    /// either at once or, for an approvals document that cannot be parsed, after the scan.
     #[error("configuration error: {0}")]
     Config(String),
     /// The API server could not be read. Exit status 1.
@@ -76,15 +81,17 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
 
     let slack_url = if options.dry_run { None } else { Some(read_slack_url(&client, options).await?) };
     let approvals_store = ConfigMapStore::new(client.clone(), controller_namespace, APPROVALS_NAME);
-    let approvals_document = approvals_store.read().await?.data.get(APPROVALS_KEY).cloned().unwrap_or_default();
-    let (mut approvals, entry_errors) = Approvals::parse(&approvals_document)
-        .map_err(|error| ScanError::Config(format!("ConfigMap {controller_namespace}/{APPROVALS_NAME}, key {APPROVALS_KEY}: {error}")))?;
-    for error in &entry_errors {
+    let state = StateStore::new(client.clone(), controller_namespace);
+    let loaded = approvals_source::load(&approvals_store, &state, controller_namespace, options.dry_run).await?;
+    for error in &loaded.entry_errors {
         tracing::warn!(namespace = controller_namespace, configmap = APPROVALS_NAME, %error, "invalid approval entry skipped; the other entries stay in force");
     }
+    let mut approvals = loaded.approvals;
 
     let mut report = empty_report(&options.cluster_name, started, options.dry_run);
-    report.approval_errors = entry_errors.iter().map(ToString::to_string).collect();
+    report.approval_errors = loaded.entry_errors.iter().map(ToString::to_string).collect();
+    report.configuration_error = loaded.unparsable.as_ref().map(approvals_source::UnparsableDocument::report_text);
+    report.errors.extend(loaded.state_errors);
 
     let selection = if options.namespaces.is_empty() {
         NamespaceSelection::Selector(options.namespace_selector.clone())
@@ -111,7 +118,13 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
     let mut candidates = find_candidates(&classified, &tags, &approvals);
     let unresolved = resolve_digests(&registry, &mut candidates, &credentials, &mut report).await;
 
-    let auto_approved = auto_approve(&approvals_store, &approvals_document, &mut approvals, &candidates, options, &mut report).await;
+    // Auto-approval writes the approvals document, which must not overwrite a document
+    // that an operator is still editing.
+    let auto_approved = if loaded.unparsable.is_none() {
+        auto_approve(&approvals_store, &loaded.document, &mut approvals, &candidates, options, &mut report).await
+    } else {
+        BTreeMap::new()
+    };
     let rows_rolled_out = roll_out(&client, &classified, &approvals, options, &mut report).await;
     report.rows = build_rows(&classified, &tags, &candidates, &unresolved, &approvals, &rows_rolled_out, options.dry_run);
 
@@ -120,8 +133,8 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
         controller_namespace: controller_namespace.to_string(),
         entries: Vec::new(),
         rollouts: report.rollouts.clone(),
+        configuration_error: loaded.unparsable.as_ref().map(|unparsable| unparsable.notice_text(controller_namespace)),
     };
-    let state = StateStore::new(client.clone(), controller_namespace);
     report.notice = announce(&state, notice, &candidates, &auto_approved, slack_url, &scan_id, options).await;
 
     if !options.dry_run {
@@ -134,6 +147,15 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
     Ok(report)
 }
 
+/// Returns the configuration error of a finished scan, which makes the binary exit
+/// with status 2 after it printed and stored the report.
+pub fn check_configuration(report: &Report) -> Result<(), ScanError> {
+    match &report.configuration_error {
+        Some(error) => Err(ScanError::Config(error.clone())),
+        None => Ok(()),
+    }
+}
+
 fn empty_report(cluster: &str, scanned_at: DateTime<Utc>, dry_run: bool) -> Report {
     Report {
         cluster: cluster.to_string(),
@@ -141,6 +163,7 @@ fn empty_report(cluster: &str, scanned_at: DateTime<Utc>, dry_run: bool) -> Repo
         dry_run,
         namespaces: Vec::new(),
         rows: Vec::new(),
+        configuration_error: None,
         approval_errors: Vec::new(),
         registry_errors: BTreeMap::new(),
         discovery_errors: BTreeMap::new(),

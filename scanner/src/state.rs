@@ -1,4 +1,6 @@
-//! Which patches were announced, in the ConfigMap `image-patch-state` (key `state.json`).
+//! Which patches were announced, in the ConfigMap `image-patch-state` (key `state.json`),
+//! and the last approvals document that parsed, which a scan falls back to when the
+//! approvals ConfigMap contains a document that cannot be parsed.
 //!
 //! A patch counts as announced only once Slack accepted the message, yet two scans
 //! that run at once must not both send it. So a scan first *claims* the patches it is
@@ -79,6 +81,19 @@ pub struct StateDocument {
     /// Claims of scans that are sending notices.
     #[serde(default)]
     pub claims: Vec<Claim>,
+    /// The last approvals document that parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good_approvals: Option<LastGoodApprovals>,
+}
+
+/// An approvals document that parsed, as a scan read it from the approvals ConfigMap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastGoodApprovals {
+    /// The text of key `approvals.yaml`.
+    pub document: String,
+    /// When a scan first read this text.
+    pub recorded_at: DateTime<Utc>,
 }
 
 /// A failure to read or write the state. The scan then announces nothing this time.
@@ -123,6 +138,16 @@ impl StateDocument {
                 self.announced.push(Announced { key: key.clone(), digest: digest.clone(), announced_at: now });
             }
         }
+    }
+
+    /// Records `document` as the last good approvals. Returns `false`, and changes
+    /// nothing, when it is recorded already, so that an unchanged document costs no write.
+    pub fn record_good_approvals(&mut self, document: &str, now: DateTime<Utc>) -> bool {
+        if self.last_good_approvals.as_ref().is_some_and(|recorded| recorded.document == document) {
+            return false;
+        }
+        self.last_good_approvals = Some(LastGoodApprovals { document: document.to_string(), recorded_at: now });
+        true
     }
 
     /// Drops `scan_id`'s claim, so that the next scan announces those patches.
@@ -304,6 +329,31 @@ mod tests {
         assert!(text.contains(r#""repository":"docker.io/mojaloop/quoting-service""#));
         assert!(text.contains(r#""announcedAt""#));
         assert_eq!(parsed, document);
+    }
+
+    #[test]
+    fn good_approvals_recorded_once() {
+        let mut document = StateDocument::default();
+
+        let first = document.record_good_approvals("approvals: []\n", at(0));
+        let unchanged = document.record_good_approvals("approvals: []\n", at(1));
+        let edited = document.record_good_approvals("policies: []\n", at(2));
+
+        assert!(first);
+        assert!(!unchanged);
+        assert!(edited);
+        let recorded = document.last_good_approvals.as_ref().unwrap();
+        assert_eq!(recorded.document, "policies: []\n");
+        assert_eq!(recorded.recorded_at, at(2));
+    }
+
+    #[test]
+    fn state_without_last_good_approvals_parses() {
+        let parsed: StateDocument = serde_json::from_str(r#"{"announced": [], "claims": []}"#).unwrap();
+        let text = serde_json::to_string(&StateDocument::default()).unwrap();
+
+        assert_eq!(parsed.last_good_approvals, None);
+        assert!(!text.contains("lastGoodApprovals"), "{text}");
     }
 
     /// Starts a fake API server whose state ConfigMap accepts a replace only after

@@ -299,15 +299,80 @@ async fn pull_secret_from_service_account() {
 }
 
 #[tokio::test]
-async fn configuration_errors_fail_the_scan() {
+async fn missing_slack_secret_fails_the_scan() {
     let stack = common::start(false).await;
-    stack.set_approvals("approvals: [unclosed").await;
 
-    let unreadable = stack.scan(&[]).await.unwrap_err();
     let missing_secret = stack.scan(&["--slack-secret=absent"]).await.unwrap_err();
 
-    assert!(matches!(unreadable, scanner::scan::ScanError::Config(_)), "{unreadable}");
     assert!(matches!(missing_secret, scanner::scan::ScanError::Config(_)), "{missing_secret}");
+}
+
+#[tokio::test]
+async fn unparsable_approvals_use_last_good() {
+    let stack = common::start(false).await;
+    let ledger = "mojaloop/central-ledger";
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    stack.seed(ledger, &["v17.0.0", "v17.0.0.1-patch"]).await;
+    let address = stack.proxy.address().to_string();
+    let good = format!(
+        "approvals:\n  - image: {address}/{QUOTING}\n    version: v10.4.0\n    patch: v10.4.0.1-patch\npolicies:\n  - image: {address}/{ledger}\n    mode: auto\n"
+    );
+    stack.set_approvals(&good).await;
+    stack.deployment(MOJALOOP, "quoting", &[("app", &stack.image(QUOTING, "v10.4.0"))], &[], &[]).await;
+
+    let first = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(row(&first, "Deployment", "quoting", "app").status, Status::Approved);
+    assert_eq!(first.configuration_error, None);
+    assert!(scanner::scan::check_configuration(&first).is_ok());
+    let state = stack.config_map_data("image-patch-state", "state.json").await.unwrap();
+    assert!(state.contains("lastGoodApprovals"), "{state}");
+
+    let garbage = "approvals: [unclosed";
+    stack.set_approvals(garbage).await;
+    stack.deployment(MOJALOOP, "ledger", &[("app", &stack.image(ledger, "v17.0.0"))], &[], &[]).await;
+
+    let broken = stack.scan(&[]).await.unwrap();
+
+    let error = broken.configuration_error.clone().expect("the report carries the configuration error");
+    assert!(error.contains("image-patch-system/image-patch-approvals, key approvals.yaml"), "{error}");
+    assert!(error.contains("line "), "{error}");
+    assert!(error.contains("used the last good approvals, recorded at"), "{error}");
+    assert_eq!(row(&broken, "Deployment", "quoting", "app").status, Status::Approved);
+    assert_eq!(row(&broken, "Deployment", "ledger", "app").status, Status::PatchAvailable);
+    assert!(broken.auto_approved.is_empty(), "{:?}", broken.auto_approved);
+    assert_eq!(broken.notice.announced.len(), 1, "{:?}", broken.notice);
+    assert!(broken.notice.announced[0].repository.ends_with(ledger));
+    let last_notice = stack.slack.delivered().last().unwrap().json["text"].as_str().unwrap().to_string();
+    assert!(last_notice.contains("Configuration error: ConfigMap image-patch-system/image-patch-approvals cannot be parsed"), "{last_notice}");
+    assert!(last_notice.contains("v17.0.0.1-patch"), "{last_notice}");
+    let stored = stack.config_map_data("image-patch-report", "report.json").await.unwrap();
+    assert!(stored.contains("\"configurationError\""), "{stored}");
+    let table = stack.config_map_data("image-patch-report", "report.txt").await.unwrap();
+    assert!(table.contains("configuration error: ConfigMap image-patch-system/image-patch-approvals"), "{table}");
+    assert_eq!(stack.config_map_data("image-patch-approvals", "approvals.yaml").await.as_deref(), Some(garbage));
+    let exit = scanner::scan::check_configuration(&broken).unwrap_err();
+    assert!(matches!(exit, scanner::scan::ScanError::Config(_)), "{exit}");
+    let state = stack.config_map_data("image-patch-state", "state.json").await.unwrap();
+    assert!(state.contains("v10.4.0.1-patch"), "the last good document stays recorded: {state}");
+}
+
+#[tokio::test]
+async fn unparsable_approvals_without_last_good() {
+    let stack = common::start(false).await;
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    stack.set_approvals("approvals: [unclosed").await;
+    stack.deployment(MOJALOOP, "quoting", &[("app", &stack.image(QUOTING, "v10.4.0"))], &[], &[]).await;
+
+    let report = stack.scan(&[]).await.unwrap();
+
+    let error = report.configuration_error.clone().expect("the report carries the configuration error");
+    assert!(error.contains("used no approvals, because no scan has recorded a document that parsed"), "{error}");
+    assert_eq!(row(&report, "Deployment", "quoting", "app").status, Status::PatchAvailable);
+    assert_eq!(report.notice.announced.len(), 1);
+    assert!(scanner::scan::check_configuration(&report).is_err());
+    let state = stack.config_map_data("image-patch-state", "state.json").await.unwrap();
+    assert!(!state.contains("lastGoodApprovals"), "{state}");
 }
 
 #[tokio::test]

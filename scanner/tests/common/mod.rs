@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use clap::Parser;
 use scanner::options::Options;
 use scanner::report::{Report, Row};
@@ -113,7 +113,12 @@ impl Stack {
             "data": {"approvals.yaml": document},
         }))
         .unwrap();
-        Api::<ConfigMap>::namespaced(self.admin.clone(), SYSTEM).create(&PostParams::default(), &config_map).await.unwrap();
+        let config_maps = Api::<ConfigMap>::namespaced(self.admin.clone(), SYSTEM);
+        if config_maps.get_opt("image-patch-approvals").await.unwrap().is_some() {
+            config_maps.patch("image-patch-approvals", &PatchParams::default(), &Patch::Merge(&config_map)).await.unwrap();
+        } else {
+            config_maps.create(&PostParams::default(), &config_map).await.unwrap();
+        }
     }
 
     /// Reads a key of a ConfigMap in the controller namespace.

@@ -177,18 +177,59 @@ pub async fn garbage_approvals(hub: &Hub) -> Result<()> {
     let admitted = hub.dry_run_pod_image(HUB, &ledger_base).await?;
     ensure!(admitted == ledger_patched, "garbage: the last good approvals stay in force, got {admitted}");
 
-    // The scanner treats a document it cannot parse as a configuration error: it
-    // exits with status 2 and logs the error, and writes no report.
+    // The scanner goes on with the last good approvals, which an earlier scenario's scan
+    // recorded: it stores its report and exits with status 2 only after the scan.
+    let template_before = hub.deployment_images(HUB, "central-ledger").await?;
+    let pods_before = hub.newest_pod_images(HUB, "central-ledger").await?;
     let failed = hub.scan(&["--rollout=off"]).await;
-    let error = format!("{:#}", failed.as_ref().err().context("garbage: the scan fails")?);
+    let error = format!("{:#}", failed.as_ref().err().context("garbage: the scan exits with an error")?);
     ensure!(
-        error.contains("exit status: 2") && error.contains("image-patch-approvals") && error.contains("invalid"),
-        "garbage: the scan reports the unparsable approvals: {error}"
+        error.contains("exit status: 2") && error.contains("image-patch-approvals") && error.contains("cannot be parsed"),
+        "garbage: the scan reports the unparsable approvals and exits with status 2: {error}"
     );
+
+    let report = stored_report(hub).await?;
+    let configuration_error = report["configurationError"].as_str().unwrap_or_default();
+    ensure!(
+        configuration_error.contains("image-patch-approvals")
+            && configuration_error.contains("line ")
+            && configuration_error.contains("used the last good approvals, recorded at"),
+        "garbage: the stored report names the error and the last good approvals: {}",
+        report["configurationError"]
+    );
+    let stored = hub.get_json(&["-n", SYSTEM, "get", "configmap", "image-patch-report"]).await?;
+    let table = stored["data"]["report.txt"].as_str().unwrap_or_default();
+    ensure!(table.contains("configuration error: "), "garbage: the stored table shows the error: {table}");
+    ensure!(
+        report["autoApproved"].as_array().is_some_and(Vec::is_empty),
+        "garbage: the scan approves nothing automatically: {}",
+        report["autoApproved"]
+    );
+    ensure!(
+        hub.approvals().await?.contains("unterminated"),
+        "garbage: the scan leaves the document that the operator is editing alone"
+    );
+    ensure!(
+        hub.deployment_images(HUB, "central-ledger").await? == template_before,
+        "garbage: the scan leaves the central-ledger Deployment unchanged"
+    );
+    ensure!(
+        hub.newest_pod_images(HUB, "central-ledger").await? == pods_before,
+        "garbage: the central-ledger Pods keep their images"
+    );
+    let admitted = hub.dry_run_pod_image(HUB, &ledger_base).await?;
+    ensure!(admitted == ledger_patched, "garbage: after the scan the approval is still in force, got {admitted}");
 
     // The operator repairs the document.
     hub.set_approvals(&good).await?;
     Ok(())
+}
+
+/// Reads the JSON report that the last scan stored in the ConfigMap `image-patch-report`.
+async fn stored_report(hub: &Hub) -> Result<serde_json::Value> {
+    let stored = hub.get_json(&["-n", SYSTEM, "get", "configmap", "image-patch-report"]).await?;
+    let text = stored["data"]["report.json"].as_str().context("the report ConfigMap has the key report.json")?;
+    serde_json::from_str(text).context("report.json is JSON")
 }
 
 /// Scenario 9: the scanner reads a registry that needs basic auth with the
