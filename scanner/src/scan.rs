@@ -112,14 +112,16 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
     let unresolved = resolve_digests(&registry, &mut candidates, &credentials, &mut report).await;
 
     let auto_approved = auto_approve(&approvals_store, &approvals_document, &mut approvals, &candidates, options, &mut report).await;
-    let rows_rolled_out = roll_out(&client, &classified, &approvals, options, &mut report).await;
+    let (rows_rolled_out, unconfirmed) = roll_out(&client, &registry, &credentials, &classified, &approvals, options, &mut report).await;
     report.rows = build_rows(&classified, &tags, &candidates, &unresolved, &approvals, &rows_rolled_out, options.dry_run);
+    crate::rollout::mark_unconfirmed_rows(&mut report.rows, &unconfirmed, &approvals);
 
     let notice = Notice {
         cluster: options.cluster_name.clone(),
         controller_namespace: controller_namespace.to_string(),
         entries: Vec::new(),
         rollouts: report.rollouts.clone(),
+        unconfirmed_approvals: unconfirmed.iter().map(crate::rollout::UnconfirmedApproval::describe).collect(),
     };
     let state = StateStore::new(client.clone(), controller_namespace);
     report.notice = announce(&state, notice, &candidates, &auto_approved, slack_url, &scan_id, options).await;
@@ -431,20 +433,29 @@ async fn auto_approve(
     }
 }
 
-/// Rolls out approved patches; returns the rows (workload, container) that were changed.
-/// A dry run only plans: the report lists the changes, and the rows returned are those it would change.
+/// Rolls out approved patches. Returns the rows (workload, container) that were changed
+/// and the digest-pinned approvals that the registry did not confirm, which are never
+/// rolled out. A dry run only plans, so the rows returned are those it would change.
 async fn roll_out(
     client: &kube::Client,
+    registry: &RegistryClient,
+    credentials: &HashMap<Repository, Vec<Credential>>,
     classified: &[Classified],
     approvals: &Approvals,
     options: &Options,
     report: &mut Report,
-) -> BTreeSet<(crate::discovery::WorkloadId, String)> {
-    if options.rollout == RolloutMode::Off {
-        return BTreeSet::new();
-    }
+) -> (BTreeSet<(crate::discovery::WorkloadId, String)>, Vec<crate::rollout::UnconfirmedApproval>) {
     let images: Vec<WorkloadImage> = classified.iter().map(|item| item.image.clone()).collect();
     let planned = crate::rollout::plan(&images, approvals);
+    // Checked in every mode: the webhook applies the same approvals at the next deploy.
+    let unconfirmed = crate::rollout::check_approved_digests(registry, &planned, approvals, credentials).await;
+    for approval in &unconfirmed {
+        report.registry_errors.insert(approval.report_key(), approval.describe());
+    }
+    if options.rollout == RolloutMode::Off {
+        return (BTreeSet::new(), unconfirmed);
+    }
+    let planned = crate::rollout::without_unconfirmed(planned, &unconfirmed, options.rollout);
     report.rollouts = if options.dry_run {
         crate::rollout::preview(&planned, options.rollout)
     } else {
@@ -452,11 +463,12 @@ async fn roll_out(
     };
 
     let succeeded: BTreeSet<_> = report.rollouts.iter().filter(|entry| entry.error.is_none()).map(|entry| entry.workload.clone()).collect();
-    planned
+    let rolled_out = planned
         .iter()
         .filter(|rollout| succeeded.contains(&rollout.workload))
         .flat_map(|rollout| rollout.changes.iter().map(|change| (rollout.workload.clone(), change.container.clone())))
-        .collect()
+        .collect();
+    (rolled_out, unconfirmed)
 }
 
 fn build_rows(
