@@ -170,6 +170,11 @@ async fn read_slack_url(client: &kube::Client, options: &Options) -> Result<Secr
         .or_else(|| secret.string_data.as_ref().and_then(|data| data.get(key)).map(|text| text.trim().to_string()))
         .filter(|url| !url.is_empty())
         .ok_or_else(|| ScanError::Config(format!("Secret {namespace}/{name} has no key {key:?} with the Slack webhook URL")))?;
+    crate::slack::check_webhook_url(&value).map_err(|problem| {
+        ScanError::Config(format!(
+            "Secret {namespace}/{name}, key {key:?}: the Slack webhook URL {problem}; expected an absolute https:// URL (http:// only for a loopback host)"
+        ))
+    })?;
     Ok(Secret::new(value))
 }
 

@@ -32,6 +32,32 @@ pub enum SlackError {
     Transport(String),
 }
 
+/// Checks that `url` is usable as an incoming-webhook URL: an absolute `https://` URL, or an
+/// `http://` URL of a loopback host (a local receiver). The error describes the problem
+/// without the URL, because the URL contains the webhook's secret token.
+pub fn check_webhook_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|error| format!("is not a valid URL ({error})"))?;
+    let Some(host) = parsed.host_str().filter(|host| !host.is_empty()) else {
+        return Err("has no host".to_string());
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(host) => Ok(()),
+        "http" => Err("uses http:// with a host that is not a loopback address".to_string()),
+        _ => Err("does not use the https:// scheme".to_string()),
+    }
+}
+
+/// Checks whether `host` is `localhost` or a loopback address. IPv6 hosts come in brackets,
+/// as [`reqwest::Url::host_str`] returns them.
+fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let address = host.trim_start_matches('[').trim_end_matches(']');
+    address.parse::<std::net::IpAddr>().is_ok_and(|address| address.is_loopback())
+}
+
 /// A Slack incoming-webhook client.
 pub struct SlackClient {
     http: reqwest::Client,
@@ -182,5 +208,37 @@ mod tests {
 
         assert!(!error.to_string().contains("secret-token"), "{error}");
         assert!(!format!("{error:?}").contains("secret-token"), "{error:?}");
+    }
+
+    #[test]
+    fn webhook_url_accepted() {
+        let accepted = [
+            "https://hooks.slack.com/services/T0/B0/token",
+            "http://127.0.0.1:8080/services/T0/B0/token",
+            "http://localhost/services/T0/B0/token",
+            "http://[::1]:9000/services/T0/B0/token",
+        ];
+
+        for url in accepted {
+            assert_eq!(check_webhook_url(url), Ok(()), "{url}");
+        }
+    }
+
+    #[test]
+    fn webhook_url_rejected_without_url() {
+        let rejected = [
+            ("not a url secret-token", "is not a valid URL"),
+            ("ftp://hooks.example/secret-token", "does not use the https:// scheme"),
+            ("http://hooks.example/secret-token", "not a loopback address"),
+            ("http://10.0.0.1/secret-token", "not a loopback address"),
+            ("file:///secret-token", "has no host"),
+            ("/services/secret-token", "is not a valid URL"),
+        ];
+
+        for (url, expected) in rejected {
+            let error = check_webhook_url(url).unwrap_err();
+            assert!(error.contains(expected), "{url}: {error}");
+            assert!(!error.contains("secret-token"), "{url}: {error}");
+        }
     }
 }

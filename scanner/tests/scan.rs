@@ -348,6 +348,27 @@ async fn configuration_errors_fail_the_scan() {
 }
 
 #[tokio::test]
+async fn invalid_slack_url_is_configuration_error() {
+    let stack = common::start(false).await;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(stack.admin.clone(), common::SYSTEM);
+
+    for url in ["not a url secret-token", "ftp://hooks.example/secret-token"] {
+        let patch = serde_json::json!({"stringData": {"webhook-url": url}});
+        secrets.patch("image-patch-slack", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+
+        let error = stack.scan(&[]).await.unwrap_err();
+
+        let message = error.to_string();
+        assert!(matches!(error, scanner::scan::ScanError::Config(_)), "{url}: {message}");
+        assert!(message.contains("image-patch-system/image-patch-slack"), "{url}: {message}");
+        assert!(message.contains("webhook-url"), "{url}: {message}");
+        assert!(message.contains("https://"), "{url}: {message}");
+        assert!(!message.contains("secret-token"), "{url}: {message}");
+    }
+    assert!(delivered_text(&stack.slack).is_empty());
+}
+
+#[tokio::test]
 async fn dry_run_writes_nothing() {
     let stack = common::start(false).await;
     stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
