@@ -82,6 +82,8 @@ pub struct Notice {
     pub rollouts: Vec<RolloutEntry>,
     /// A short note on the configuration error of this scan, shown under the summary line.
     pub configuration_error: Option<String>,
+    /// Digest-pinned approvals that this scan did not roll out, one description each.
+    pub unconfirmed_approvals: Vec<String>,
 }
 
 /// One message to post to the incoming webhook.
@@ -113,7 +115,7 @@ struct Section {
 impl Notice {
     /// Checks whether there is nothing to send.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.rollouts.is_empty()
+        self.entries.is_empty() && self.rollouts.is_empty() && self.unconfirmed_approvals.is_empty()
     }
 
     /// Builds the messages, each within Slack's limits.
@@ -127,6 +129,9 @@ impl Notice {
         }
         if !self.rollouts.is_empty() {
             push_group(&mut sections, rollout_pieces(&self.rollouts), None);
+        }
+        if !self.unconfirmed_approvals.is_empty() {
+            push_group(&mut sections, unconfirmed_pieces(&self.unconfirmed_approvals), None);
         }
 
         let mut pages: Vec<Vec<Section>> = vec![Vec::new()];
@@ -302,6 +307,12 @@ fn rollout_pieces(rollouts: &[RolloutEntry]) -> Vec<Piece> {
     pieces
 }
 
+fn unconfirmed_pieces(unconfirmed_approvals: &[String]) -> Vec<Piece> {
+    let mut pieces = vec![Piece { text: "*Approvals not rolled out*".to_string() }];
+    pieces.extend(unconfirmed_approvals.iter().map(|description| Piece { text: format!("• {}", escape(description)) }));
+    pieces
+}
+
 /// Escapes the three characters that Slack's mrkdwn reserves.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
@@ -331,7 +342,7 @@ mod tests {
     }
 
     fn notice(entries: Vec<PatchEntry>) -> Notice {
-        Notice { cluster: "hub-prod".into(), controller_namespace: "image-patch-system".into(), entries, rollouts: Vec::new(), configuration_error: None }
+        Notice { cluster: "hub-prod".into(), controller_namespace: "image-patch-system".into(), entries, rollouts: Vec::new(), configuration_error: None, unconfirmed_approvals: Vec::new() }
     }
 
     fn all_text(messages: &[SlackMessage]) -> String {
@@ -486,5 +497,19 @@ mod tests {
         let text = all_text(&with_rollout.to_messages());
 
         assert!(text.contains("quoting-service-0001 would be patched (dry run): app: a:v1.0.0 → a:v1.0.0.1-patch"), "{text}");
+    }
+
+    #[test]
+    fn notice_lists_unconfirmed_approvals() {
+        let mut unconfirmed = notice(Vec::new());
+        unconfirmed.unconfirmed_approvals.push("approvals[0] (r/a:v1.0.0.1-patch): approved digest sha256:a does not match <x>".into());
+
+        let messages = unconfirmed.to_messages();
+
+        assert_eq!(messages.len(), 1);
+        let text = all_text(&messages);
+        assert!(text.contains("Approvals not rolled out"), "{text}");
+        assert!(text.contains("approvals[0] (r/a:v1.0.0.1-patch)"), "{text}");
+        assert!(text.contains("&lt;x&gt;"), "{text}");
     }
 }

@@ -11,10 +11,14 @@
 //!
 //! Images pinned by digest are never changed, nor Jobs, whose pod template is immutable.
 //! Only workloads that discovery found, in opted-in namespaces, are ever planned.
+//!
+//! An approval with a `digest` is rolled out only after the registry confirmed that its
+//! patch tag serves that digest, because a container runtime pulls by digest and would
+//! otherwise run whatever image the digest names ([`check_approved_digests`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use common::{Approvals, Decision, ImageRef};
+use common::{Approvals, Decision, ImageRef, Repository};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Pod;
@@ -24,6 +28,8 @@ use serde_json::{Value, json};
 use crate::discovery::{WorkloadId, WorkloadImage, WorkloadKind};
 use crate::notice::RolloutEntry;
 use crate::options::RolloutMode;
+use crate::registry::{Credential, RegistryClient};
+use crate::report::{Row, Status};
 
 /// Annotation on a patched workload: JSON of container name to the image it had before.
 pub const ROLLED_OUT_FROM_ANNOTATION: &str = "patches.mojaloop.io/rolled-out-from";
@@ -41,6 +47,8 @@ pub struct ContainerChange {
     pub from: String,
     /// The approved image.
     pub to: String,
+    /// The index of the approval that names `to`.
+    pub approval_index: usize,
 }
 
 /// The changes planned for one workload.
@@ -70,10 +78,128 @@ pub fn plan(images: &[WorkloadImage], approvals: &Approvals) -> Vec<PlannedRollo
                 init: image.init,
                 from: rewrite.from,
                 to: rewrite.to,
+                approval_index: rewrite.approval_index,
             });
         }
     }
     planned.into_iter().map(|(workload, changes)| PlannedRollout { workload, changes }).collect()
+}
+
+/// A digest-pinned approval that this scan does not roll out, because the registry serves
+/// another digest for its patch tag or the digest could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnconfirmedApproval {
+    /// The approval's index in the `approvals` list.
+    pub index: usize,
+    /// The approval's source repository.
+    pub repository: Repository,
+    /// The approved patch tag.
+    pub patch: String,
+    /// The approval's `digest`.
+    pub approved_digest: String,
+    /// The digest that the registry serves for the patch tag, or the lookup error.
+    pub served: Result<String, String>,
+}
+
+impl UnconfirmedApproval {
+    /// Returns the key of the report's registry errors: `repository:patch`.
+    pub fn report_key(&self) -> String {
+        format!("{}:{}", self.repository, self.patch)
+    }
+
+    /// Describes why the approval is unconfirmed, naming both digests.
+    pub fn describe(&self) -> String {
+        let (index, repository, patch, approved) = (self.index, &self.repository, &self.patch, &self.approved_digest);
+        match &self.served {
+            Ok(served) => format!(
+                "approvals[{index}] ({repository}:{patch}): approved digest {approved} does not match the registry's digest {served}; the approval is not rolled out until its digest is corrected"
+            ),
+            Err(error) => format!(
+                "approvals[{index}] ({repository}:{patch}): cannot verify the approved digest {approved}: {error}; the approval is not rolled out, and the next scan checks it again"
+            ),
+        }
+    }
+}
+
+/// Resolves the patch tag of every digest-pinned approval that `planned` uses and returns
+/// the approvals whose `digest` the registry does not confirm. Each one is logged.
+pub async fn check_approved_digests(
+    registry: &RegistryClient,
+    planned: &[PlannedRollout],
+    approvals: &Approvals,
+    credentials: &HashMap<Repository, Vec<Credential>>,
+) -> Vec<UnconfirmedApproval> {
+    let used: BTreeSet<usize> = planned.iter().flat_map(|rollout| rollout.changes.iter().map(|change| change.approval_index)).collect();
+    let mut unconfirmed = Vec::new();
+    for approval in approvals.approvals().iter().filter(|approval| used.contains(&approval.index)) {
+        let Some(approved_digest) = &approval.digest else {
+            continue;
+        };
+        let repository_credentials = credentials.get(&approval.repository).map_or(&[][..], Vec::as_slice);
+        let served = match registry.manifest_digest(&approval.repository, &approval.patch, repository_credentials).await {
+            Ok(served) if served == *approved_digest => continue,
+            Ok(served) => Ok(served),
+            Err(error) => Err(error.to_string()),
+        };
+        let approval = UnconfirmedApproval {
+            index: approval.index,
+            repository: approval.repository.clone(),
+            patch: approval.patch.clone(),
+            approved_digest: approved_digest.clone(),
+            served,
+        };
+        match &approval.served {
+            Ok(served) => tracing::error!(
+                approval = approval.index,
+                repository = %approval.repository,
+                tag = %approval.patch,
+                approved_digest = %approval.approved_digest,
+                registry_digest = %served,
+                "the approval's digest does not match the digest the registry serves for its patch tag; the approval is not rolled out"
+            ),
+            Err(error) => tracing::warn!(
+                approval = approval.index,
+                repository = %approval.repository,
+                tag = %approval.patch,
+                approved_digest = %approval.approved_digest,
+                %error,
+                "cannot resolve the digest of the approved patch tag; the approval is not rolled out and is left for the next scan"
+            ),
+        }
+        unconfirmed.push(approval);
+    }
+    unconfirmed
+}
+
+/// Removes the changes that use an unconfirmed approval. In `restart` mode a workload with any
+/// such change is removed whole, because the webhook would rewrite every container of
+/// its new pods, the unconfirmed one included.
+pub fn without_unconfirmed(planned: Vec<PlannedRollout>, unconfirmed: &[UnconfirmedApproval], mode: RolloutMode) -> Vec<PlannedRollout> {
+    let unconfirmed: BTreeSet<usize> = unconfirmed.iter().map(|approval| approval.index).collect();
+    planned
+        .into_iter()
+        .filter_map(|mut rollout| {
+            let uses_unconfirmed = rollout.changes.iter().any(|change| unconfirmed.contains(&change.approval_index));
+            if uses_unconfirmed && mode == RolloutMode::Restart {
+                return None;
+            }
+            rollout.changes.retain(|change| !unconfirmed.contains(&change.approval_index));
+            (!rollout.changes.is_empty()).then_some(rollout)
+        })
+        .collect()
+}
+
+/// Marks the rows whose approval is unconfirmed as registry errors, with the reason as detail.
+pub fn mark_unconfirmed_rows(rows: &mut [Row], unconfirmed: &[UnconfirmedApproval], approvals: &Approvals) {
+    for row in rows {
+        let Decision::Rewrite(rewrite) = common::decide(&row.image, &row.workload.namespace, approvals) else {
+            continue;
+        };
+        if let Some(approval) = unconfirmed.iter().find(|approval| approval.index == rewrite.approval_index) {
+            row.status = Status::RegistryError;
+            row.detail = Some(approval.describe());
+        }
+    }
 }
 
 /// Returns the entries that [`apply`] would return if every patch succeeded, for a dry
@@ -215,7 +341,7 @@ mod tests {
     #[test]
     fn patch_body_shapes() {
         let now = chrono::Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
-        let change = |init| ContainerChange { container: "app".into(), init, from: "a:v1.0.0".into(), to: "a:v1.0.0.1-patch".into() };
+        let change = |init| ContainerChange { container: "app".into(), init, from: "a:v1.0.0".into(), to: "a:v1.0.0.1-patch".into(), approval_index: 0 };
         let rollout = |kind, init| PlannedRollout {
             workload: WorkloadId { namespace: "mojaloop".into(), kind, name: "x".into() },
             changes: vec![change(init)],
@@ -251,5 +377,110 @@ mod tests {
         assert_eq!(patch[0].changes, ["app: mojaloop/quoting-service:v10.4.0 → mojaloop/quoting-service:v10.4.0.2-patch"]);
         assert_eq!(restart.len(), 1, "restart cannot change a bare Pod");
         assert_eq!(restart[0].workload.kind, WorkloadKind::Deployment);
+    }
+
+    fn unconfirmed(index: usize) -> UnconfirmedApproval {
+        UnconfirmedApproval {
+            index,
+            repository: Repository::new("docker.io", "mojaloop/quoting-service"),
+            patch: "v10.4.0.2-patch".into(),
+            approved_digest: format!("sha256:{}", "a".repeat(64)),
+            served: Ok(format!("sha256:{}", "b".repeat(64))),
+        }
+    }
+
+    fn two_line_plan() -> Vec<PlannedRollout> {
+        let approvals = Approvals::parse(
+            "approvals:\n  - image: mojaloop/quoting-service\n    version: v10.4.0\n    patch: v10.4.0.2-patch\n  - image: mojaloop/als\n    version: v1.0.0\n    patch: v1.0.0.1-patch\n",
+        )
+        .unwrap()
+        .0;
+        let images = vec![
+            image(WorkloadKind::Deployment, "quoting", false, "mojaloop/quoting-service:v10.4.0"),
+            image(WorkloadKind::Deployment, "als", false, "mojaloop/als:v1.0.0"),
+        ];
+        plan(&images, &approvals)
+    }
+
+    #[test]
+    fn without_unconfirmed_drops_changes() {
+        let planned = without_unconfirmed(two_line_plan(), &[unconfirmed(0)], RolloutMode::Patch);
+
+        assert_eq!(planned.len(), 1);
+        let containers: Vec<&str> = planned[0].changes.iter().map(|change| change.container.as_str()).collect();
+        assert_eq!(containers, ["als"]);
+    }
+
+    #[test]
+    fn without_unconfirmed_restart_drops_workload() {
+        let planned = without_unconfirmed(two_line_plan(), &[unconfirmed(1)], RolloutMode::Restart);
+
+        assert!(planned.is_empty(), "{planned:?}");
+    }
+
+    #[test]
+    fn unconfirmed_approval_names_digests() {
+        let mismatch = unconfirmed(3).describe();
+        let unknown = UnconfirmedApproval { served: Err("HTTP 503".into()), ..unconfirmed(3) }.describe();
+
+        assert!(mismatch.starts_with("approvals[3] (docker.io/mojaloop/quoting-service:v10.4.0.2-patch)"), "{mismatch}");
+        assert!(mismatch.contains(&"a".repeat(64)), "{mismatch}");
+        assert!(mismatch.contains(&"b".repeat(64)), "{mismatch}");
+        assert!(mismatch.contains("not rolled out"), "{mismatch}");
+        assert!(unknown.contains("cannot verify"), "{unknown}");
+        assert!(unknown.contains("HTTP 503"), "{unknown}");
+    }
+
+    #[test]
+    fn mark_unconfirmed_rows_sets_error() {
+        let approvals = approvals();
+        let row = |image: &str| Row {
+            workload: WorkloadId { namespace: "mojaloop".into(), kind: WorkloadKind::Deployment, name: "quoting-service".into() },
+            container: "app".into(),
+            init: false,
+            image: image.into(),
+            status: Status::Approved,
+            newest_patch: None,
+            digest: None,
+            detail: None,
+        };
+        let mut rows = vec![row("mojaloop/quoting-service:v10.4.0"), row("mojaloop/als:v1.0.0")];
+
+        mark_unconfirmed_rows(&mut rows, &[unconfirmed(0)], &approvals);
+
+        assert_eq!(rows[0].status, Status::RegistryError);
+        assert_eq!(rows[0].detail, Some(unconfirmed(0).describe()));
+        assert_eq!(rows[1].status, Status::Approved);
+    }
+
+    #[tokio::test]
+    async fn unreachable_registry_leaves_approval_unconfirmed() {
+        // A loopback port that was just free: every connection is refused.
+        let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        let digest = format!("sha256:{}", "c".repeat(64));
+        let document = format!(
+            "approvals:\n  - image: {address}/mojaloop/quoting-service\n    version: v10.4.0\n    patch: v10.4.0.2-patch\n    digest: {digest}\n  - image: {address}/mojaloop/als\n    version: v1.0.0\n    patch: v1.0.0.1-patch\n"
+        );
+        let approvals = Approvals::parse(&document).unwrap().0;
+        let images = vec![
+            image(WorkloadKind::Deployment, "quoting", false, &format!("{address}/mojaloop/quoting-service:v10.4.0")),
+            image(WorkloadKind::Deployment, "als", false, &format!("{address}/mojaloop/als:v1.0.0")),
+        ];
+        let registry = RegistryClient::new(crate::registry::RegistryConfig {
+            insecure: vec![address.clone()],
+            concurrency: 1,
+            timeout: std::time::Duration::from_secs(2),
+            retry: crate::retry::RetryPolicy { attempts: 1, backoff: std::time::Duration::from_millis(10), max_retry_after: std::time::Duration::from_secs(1) },
+            page_size: 10,
+        })
+        .unwrap();
+        let planned = plan(&images, &approvals);
+
+        let unconfirmed = check_approved_digests(&registry, &planned, &approvals, &HashMap::new()).await;
+
+        assert_eq!(unconfirmed.len(), 1, "only the digest-pinned approval is checked: {unconfirmed:?}");
+        assert_eq!(unconfirmed[0].index, 0);
+        assert_eq!(unconfirmed[0].approved_digest, digest);
+        assert!(unconfirmed[0].served.is_err(), "{unconfirmed:?}");
     }
 }

@@ -125,8 +125,9 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
     } else {
         BTreeMap::new()
     };
-    let rows_rolled_out = roll_out(&client, &classified, &approvals, options, &mut report).await;
+    let (rows_rolled_out, unconfirmed) = roll_out(&client, &registry, &credentials, &classified, &approvals, options, &mut report).await;
     report.rows = build_rows(&classified, &tags, &candidates, &unresolved, &approvals, &rows_rolled_out, options.dry_run);
+    crate::rollout::mark_unconfirmed_rows(&mut report.rows, &unconfirmed, &approvals);
 
     let notice = Notice {
         cluster: options.cluster_name.clone(),
@@ -134,6 +135,7 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
         entries: Vec::new(),
         rollouts: report.rollouts.clone(),
         configuration_error: loaded.unparsable.as_ref().map(|unparsable| unparsable.notice_text(controller_namespace)),
+        unconfirmed_approvals: unconfirmed.iter().map(crate::rollout::UnconfirmedApproval::describe).collect(),
     };
     report.notice = announce(&state, notice, &candidates, &auto_approved, slack_url, &scan_id, options).await;
 
@@ -191,6 +193,11 @@ async fn read_slack_url(client: &kube::Client, options: &Options) -> Result<Secr
         .or_else(|| secret.string_data.as_ref().and_then(|data| data.get(key)).map(|text| text.trim().to_string()))
         .filter(|url| !url.is_empty())
         .ok_or_else(|| ScanError::Config(format!("Secret {namespace}/{name} has no key {key:?} with the Slack webhook URL")))?;
+    crate::slack::check_webhook_url(&value).map_err(|problem| {
+        ScanError::Config(format!(
+            "Secret {namespace}/{name}, key {key:?}: the Slack webhook URL {problem}; expected an absolute https:// URL (http:// only for a loopback host)"
+        ))
+    })?;
     Ok(Secret::new(value))
 }
 
@@ -454,20 +461,29 @@ async fn auto_approve(
     }
 }
 
-/// Rolls out approved patches; returns the rows (workload, container) that were changed.
-/// A dry run only plans: the report lists the changes, and the rows returned are those it would change.
+/// Rolls out approved patches. Returns the rows (workload, container) that were changed
+/// and the digest-pinned approvals that the registry did not confirm, which are never
+/// rolled out. A dry run only plans, so the rows returned are those it would change.
 async fn roll_out(
     client: &kube::Client,
+    registry: &RegistryClient,
+    credentials: &HashMap<Repository, Vec<Credential>>,
     classified: &[Classified],
     approvals: &Approvals,
     options: &Options,
     report: &mut Report,
-) -> BTreeSet<(crate::discovery::WorkloadId, String)> {
-    if options.rollout == RolloutMode::Off {
-        return BTreeSet::new();
-    }
+) -> (BTreeSet<(crate::discovery::WorkloadId, String)>, Vec<crate::rollout::UnconfirmedApproval>) {
     let images: Vec<WorkloadImage> = classified.iter().map(|item| item.image.clone()).collect();
     let planned = crate::rollout::plan(&images, approvals);
+    // Checked in every mode: the webhook applies the same approvals at the next deploy.
+    let unconfirmed = crate::rollout::check_approved_digests(registry, &planned, approvals, credentials).await;
+    for approval in &unconfirmed {
+        report.registry_errors.insert(approval.report_key(), approval.describe());
+    }
+    if options.rollout == RolloutMode::Off {
+        return (BTreeSet::new(), unconfirmed);
+    }
+    let planned = crate::rollout::without_unconfirmed(planned, &unconfirmed, options.rollout);
     report.rollouts = if options.dry_run {
         crate::rollout::preview(&planned, options.rollout)
     } else {
@@ -475,11 +491,12 @@ async fn roll_out(
     };
 
     let succeeded: BTreeSet<_> = report.rollouts.iter().filter(|entry| entry.error.is_none()).map(|entry| entry.workload.clone()).collect();
-    planned
+    let rolled_out = planned
         .iter()
         .filter(|rollout| succeeded.contains(&rollout.workload))
         .flat_map(|rollout| rollout.changes.iter().map(|change| (rollout.workload.clone(), change.container.clone())))
-        .collect()
+        .collect();
+    (rolled_out, unconfirmed)
 }
 
 fn build_rows(

@@ -234,6 +234,43 @@ async fn broken_approval_entry_and_rollout() {
 }
 
 #[tokio::test]
+async fn approval_with_wrong_digest_not_rolled_out() {
+    let stack = common::start(true).await;
+    let quoting_digests = stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch", "v10.4.0.2-patch"]).await;
+    let lookup = "mojaloop/account-lookup-service";
+    let lookup_digests = stack.seed(lookup, &["v11.0.0", "v11.0.0.1-patch"]).await;
+    let registry = stack.proxy.address();
+    // The quoting approval pins the digest of v10.4.0.1-patch to the tag v10.4.0.2-patch.
+    let document = format!(
+        "approvals:\n  - image: {registry}/{QUOTING}\n    version: v10.4.0\n    patch: v10.4.0.2-patch\n    digest: {}\n  - image: {registry}/{lookup}\n    version: v11.0.0\n    patch: v11.0.0.1-patch\n    digest: {}\n",
+        quoting_digests[1], lookup_digests[1]
+    );
+    stack.set_approvals(&document).await;
+    let quoting_running = stack.image(QUOTING, "v10.4.0");
+    let lookup_running = stack.image(lookup, "v11.0.0");
+    stack.deployment(MOJALOOP, "quoting", &[("app", &quoting_running)], &[], &[]).await;
+    stack.deployment(MOJALOOP, "lookup", &[("app", &lookup_running)], &[], &[]).await;
+
+    let report = stack.scan(&["--rollout=patch"]).await.unwrap();
+
+    let quoting = row(&report, "Deployment", "quoting", "app");
+    assert_eq!(quoting.status, Status::RegistryError);
+    let detail = quoting.detail.as_deref().unwrap_or_default();
+    assert!(detail.contains("approvals[0]"), "{detail}");
+    assert!(detail.contains(&quoting_digests[1]), "{detail}");
+    assert!(detail.contains(&quoting_digests[2]), "{detail}");
+    assert!(report.registry_errors.contains_key(&format!("{registry}/{QUOTING}:v10.4.0.2-patch")), "{:?}", report.registry_errors);
+    assert_eq!(stack.deployment_images(MOJALOOP, "quoting").await["app"], quoting_running);
+    assert!(report.rollouts.iter().all(|entry| entry.workload.name != "quoting"), "{:?}", report.rollouts);
+    assert_eq!(row(&report, "Deployment", "lookup", "app").status, Status::RolledOut);
+    let expected = format!("{registry}/{lookup}:v11.0.0.1-patch@{}", lookup_digests[1]);
+    assert_eq!(stack.deployment_images(MOJALOOP, "lookup").await["app"], expected);
+    let text = delivered_text(&stack.slack);
+    assert!(text.contains("Approvals not rolled out"), "{text}");
+    assert!(text.contains("approvals[0]"), "{text}");
+}
+
+#[tokio::test]
 async fn auto_policy_approves_and_announces() {
     let stack = common::start(false).await;
     stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
@@ -373,6 +410,27 @@ async fn unparsable_approvals_without_last_good() {
     assert!(scanner::scan::check_configuration(&report).is_err());
     let state = stack.config_map_data("image-patch-state", "state.json").await.unwrap();
     assert!(!state.contains("lastGoodApprovals"), "{state}");
+}
+
+#[tokio::test]
+async fn invalid_slack_url_is_configuration_error() {
+    let stack = common::start(false).await;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(stack.admin.clone(), common::SYSTEM);
+
+    for url in ["not a url secret-token", "ftp://hooks.example/secret-token"] {
+        let patch = serde_json::json!({"stringData": {"webhook-url": url}});
+        secrets.patch("image-patch-slack", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+
+        let error = stack.scan(&[]).await.unwrap_err();
+
+        let message = error.to_string();
+        assert!(matches!(error, scanner::scan::ScanError::Config(_)), "{url}: {message}");
+        assert!(message.contains("image-patch-system/image-patch-slack"), "{url}: {message}");
+        assert!(message.contains("webhook-url"), "{url}: {message}");
+        assert!(message.contains("https://"), "{url}: {message}");
+        assert!(!message.contains("secret-token"), "{url}: {message}");
+    }
+    assert!(delivered_text(&stack.slack).is_empty());
 }
 
 #[tokio::test]
