@@ -83,7 +83,7 @@ umask 077
 
 dns_names=("$service" "$service.$namespace" "$service.$namespace.svc" "$service.$namespace.svc.cluster.local" "${extra_dns[@]}")
 
-# Copies the Secret's key KEY, base64-decoded, to FILE; fails when the Secret or key is absent.
+# Copies the Secret's key KEY, base64-decoded, to FILE. Fails when the Secret or key is absent.
 secret_key_to_file() {
   local name=$1 key=$2 file=$3 value
   value=$(kube -n "$namespace" get secret "$name" -o "jsonpath={.data.${key//./\\.}}" 2>/dev/null) || return 1

@@ -34,13 +34,13 @@ pub struct AutoApproval {
 }
 
 impl AutoApproval {
-    /// The state key of the approved patch.
+    /// Returns the state key of the approved patch.
     pub fn key(&self) -> PatchKey {
         PatchKey { repository: self.repository.to_string(), patch: self.patch.clone() }
     }
 }
 
-/// A failure of auto-approval; the patches are then announced as available, not approved.
+/// A failure of auto-approval. The patches are then announced as available, not approved.
 #[derive(Debug, thiserror::Error)]
 pub enum ApproveError {
     /// The API server failed.
@@ -63,13 +63,13 @@ pub struct Approved {
     pub approved: Vec<AutoApproval>,
 }
 
-/// Adds `wanted` to the approvals ConfigMap, re-reading on conflict.
-pub async fn approve(store: &ConfigMapStore, wanted: &[AutoApproval]) -> Result<Approved, ApproveError> {
+/// Adds the `requested` approvals to the approvals ConfigMap, re-reading on conflict.
+pub async fn approve(store: &ConfigMapStore, requested: &[AutoApproval]) -> Result<Approved, ApproveError> {
     for _ in 0..WRITE_ATTEMPTS {
         let versioned = store.read().await?;
         let document = versioned.data.get(CONFIGMAP_KEY).cloned().unwrap_or_default();
         let (approvals, _) = Approvals::parse(&document)?;
-        let (text, approved) = edit_document(&document, &approvals, wanted)?;
+        let (text, approved) = edit_document(&document, &approvals, requested)?;
         if approved.is_empty() {
             return Ok(Approved { approvals, approved });
         }
@@ -90,14 +90,14 @@ pub async fn approve(store: &ConfigMapStore, wanted: &[AutoApproval]) -> Result<
     Err(ApproveError::Contended)
 }
 
-/// Returns the document with `wanted` approved, and the approvals it had to add or raise.
-pub fn edit_document(document: &str, approvals: &Approvals, wanted: &[AutoApproval]) -> Result<(String, Vec<AutoApproval>), DocumentError> {
+/// Returns the document with the `requested` approvals in force, and those it had to add or raise.
+pub fn edit_document(document: &str, approvals: &Approvals, requested: &[AutoApproval]) -> Result<(String, Vec<AutoApproval>), DocumentError> {
     let mut text = document.to_string();
     let mut applied = Vec::new();
     // Raises of existing entries, by document index, applied in one pass at the end.
     let mut raises: BTreeMap<usize, &AutoApproval> = BTreeMap::new();
 
-    for approval in wanted {
+    for approval in requested {
         let scheme = approvals.scheme_for(&approval.repository);
         let Some(new_version) = scheme.parse(&approval.patch) else {
             continue;
@@ -161,7 +161,7 @@ fn raise_entries(document: &str, raises: &BTreeMap<usize, &AutoApproval>) -> Res
 mod tests {
     use super::*;
 
-    fn wanted(patch: &str) -> AutoApproval {
+    fn requested(patch: &str) -> AutoApproval {
         AutoApproval {
             repository: Repository::new("docker.io", "mojaloop/quoting-service"),
             version: "v10.4.0".into(),
@@ -173,7 +173,7 @@ mod tests {
 
     fn edit(document: &str, patch: &str) -> (String, Vec<AutoApproval>) {
         let (approvals, _) = Approvals::parse(document).unwrap();
-        edit_document(document, &approvals, &[wanted(patch)]).unwrap()
+        edit_document(document, &approvals, &[requested(patch)]).unwrap()
     }
 
     #[test]

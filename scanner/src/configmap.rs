@@ -11,14 +11,14 @@ use kube::api::{Api, PostParams};
 /// A ConfigMap's data as read, with the object it came from.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Versioned {
-    /// The `data` field; empty when the ConfigMap does not exist.
+    /// The `data` field, empty when the ConfigMap does not exist.
     pub data: BTreeMap<String, String>,
-    /// The object as read (its `resourceVersion` conditions the next write); `None` when it does not exist yet.
+    /// The object as read, whose `resourceVersion` conditions the next write. `None` when it does not exist yet.
     pub object: Option<ConfigMap>,
 }
 
 impl Versioned {
-    /// The `resourceVersion` read, `None` when the ConfigMap does not exist.
+    /// Returns the `resourceVersion` read, or `None` when the ConfigMap does not exist.
     pub fn resource_version(&self) -> Option<&str> {
         self.object.as_ref()?.metadata.resource_version.as_deref()
     }
@@ -27,7 +27,7 @@ impl Versioned {
 /// The outcome of a conditional write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
-    /// Stored; the new `resourceVersion`.
+    /// Stored, with the new `resourceVersion`.
     Stored(String),
     /// Another writer changed or created the ConfigMap since it was read.
     Conflict,
@@ -46,12 +46,12 @@ impl ConfigMapStore {
         Self { api: Api::namespaced(client, namespace), name: name.to_string() }
     }
 
-    /// The ConfigMap's name.
+    /// Returns the ConfigMap's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Reads the ConfigMap; a missing one reads as empty with no `resourceVersion`.
+    /// Reads the ConfigMap. A missing one reads as empty, with no `resourceVersion`.
     pub async fn read(&self) -> Result<Versioned, kube::Error> {
         match self.api.get_opt(&self.name).await? {
             Some(config_map) => Ok(Versioned { data: config_map.data.clone().unwrap_or_default(), object: Some(config_map) }),

@@ -69,7 +69,7 @@ pub struct WorkloadImage {
     pub pull_secrets: Vec<String>,
 }
 
-/// Which namespaces a scan covers.
+/// The namespaces that a scan covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NamespaceSelection {
     /// These namespaces, by name.
@@ -130,8 +130,8 @@ pub async fn discover_namespace(client: &kube::Client, namespace: &str) -> Resul
     Ok(images)
 }
 
-/// Whether an owner reference of kind `kind` exists. A Job's CronJob is known from it
-/// without reading the CronJob.
+/// Checks for an owner reference of kind `kind`, which tells a Job's CronJob without
+/// reading the CronJob.
 fn owned_by_kind(metadata: &ObjectMeta, kind: &str) -> bool {
     metadata.owner_references.iter().flatten().any(|owner| owner.kind == kind)
 }

@@ -28,5 +28,14 @@ pub mod secret;
 pub mod slack;
 pub mod state;
 
+/// Installs ring as the process's rustls crypto provider unless one is installed already.
+///
+/// ring is the only provider compiled in, but reqwest (under the registry and Slack
+/// clients) does not pick one itself, so every client constructor calls this first.
+pub fn install_crypto_provider() {
+    // An error only means that another provider was installed first; that one is kept.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The field manager name and the `approvedBy` default of automatic approvals.
 pub const SCANNER_NAME: &str = "image-patch-scanner";

@@ -12,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    scanner::install_crypto_provider();
     let options = Options::parse();
     init_tracing(options.log_format);
     match run(&options).await {

@@ -40,7 +40,7 @@ pub struct PatchEntry {
     pub digest: Option<String>,
     /// The workloads on this repository and release line.
     pub workloads: Vec<EntryWorkload>,
-    /// Who approved the patch, when the scan approved it under the `auto` policy.
+    /// The `approvedBy` of the approval, when this scan approved the patch under the `auto` policy.
     pub auto_approved_by: Option<String>,
 }
 
@@ -106,7 +106,7 @@ struct Section {
 }
 
 impl Notice {
-    /// Whether there is nothing to send.
+    /// Checks whether there is nothing to send.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.rollouts.is_empty()
     }

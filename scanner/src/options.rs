@@ -10,7 +10,7 @@ pub const DEFAULT_NAMESPACE_SELECTOR: &str = "patches.mojaloop.io/enabled=true";
 
 /// Options of one scan.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "image-patch-scanner", version, about = "Finds newer image patches, notifies Slack and rolls out approved patches")]
+#[command(name = "image-patch-scanner", version, args_override_self = true, about = "Finds newer image patches, notifies Slack and rolls out approved patches")]
 pub struct Options {
     /// Namespaces to scan, instead of those matching --namespace-selector (repeatable or comma-separated).
     #[arg(long = "namespace", env = "SCANNER_NAMESPACES", value_delimiter = ',')]
@@ -44,7 +44,7 @@ pub struct Options {
     #[arg(long, env = "SCANNER_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 
-    /// What to do with approved patches that a workload does not run yet.
+    /// The rollout mode for approved patches that a workload does not run yet.
     #[arg(long, env = "SCANNER_ROLLOUT", value_enum, default_value_t = RolloutMode::Off)]
     pub rollout: RolloutMode,
 
@@ -102,7 +102,7 @@ pub enum OutputFormat {
     Json,
 }
 
-/// How approved patches reach running workloads.
+/// The way approved patches reach running workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RolloutMode {
     /// Report only.

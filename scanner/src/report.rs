@@ -42,7 +42,7 @@ pub enum Status {
 }
 
 impl Status {
-    /// The status as the table and the JSON spell it.
+    /// Returns the status as the table and the JSON spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::UpToDate => "up to date",
@@ -82,7 +82,7 @@ pub struct Row {
     pub detail: Option<String>,
 }
 
-/// What happened to the notice.
+/// The outcome of the notice.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NoticeSummary {
@@ -90,7 +90,7 @@ pub struct NoticeSummary {
     pub messages_sent: usize,
     /// Patches announced by this scan.
     pub announced: Vec<PatchKey>,
-    /// Why the rest was not announced; the next scan retries it.
+    /// The reason the rest was not announced. The next scan retries it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

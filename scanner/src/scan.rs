@@ -34,13 +34,13 @@ use crate::secret::Secret;
 use crate::slack::SlackClient;
 use crate::state::{PatchKey, StateStore};
 
-/// Registry lookups in flight at once, over all registries; each registry has its own, lower cap.
+/// Registry lookups in flight at once, over all registries. Each registry also has its own, lower cap.
 const LOOKUP_CONCURRENCY: usize = 16;
 
-/// Why a scan could not run.
+/// A failure that ends a scan.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    /// The configuration is wrong: the operator has to fix it. Exit status 2.
+    /// The configuration is invalid, and the operator has to fix it. Exit status 2.
     #[error("configuration error: {0}")]
     Config(String),
     /// The API server could not be read. Exit status 1.
@@ -333,7 +333,7 @@ async fn auto_approve(
     options: &Options,
     report: &mut Report,
 ) -> BTreeMap<PatchKey, String> {
-    let wanted: Vec<AutoApproval> = candidates
+    let requested: Vec<AutoApproval> = candidates
         .values()
         .filter_map(|candidate| {
             let policy = approvals.policy_for(&candidate.repository).filter(|policy| policy.mode == Mode::Auto)?;
@@ -346,16 +346,16 @@ async fn auto_approve(
             })
         })
         .collect();
-    if wanted.is_empty() {
+    if requested.is_empty() {
         return BTreeMap::new();
     }
 
     let outcome = if options.dry_run {
-        approve::edit_document(document, approvals, &wanted)
+        approve::edit_document(document, approvals, &requested)
             .map_err(approve::ApproveError::from)
             .and_then(|(text, approved)| Ok(approve::Approved { approvals: Approvals::parse(&text)?.0, approved }))
     } else {
-        approve::approve(store, &wanted).await
+        approve::approve(store, &requested).await
     };
     match outcome {
         Ok(approved) => {

@@ -1,6 +1,6 @@
 //! Sending messages to a Slack incoming webhook. A message counts as delivered only
-//! when Slack answers `200` with the body `ok`. `429` (with `Retry-After`), `5xx` and
-//! timeouts are retried; other answers (`400 invalid_blocks`, `404 no_service`) are not.
+//! when Slack returns `200` with the body `ok`. `429` (with `Retry-After`), `5xx` and
+//! timeouts are retried, but other responses (`400 invalid_blocks`, `404 no_service`) are not.
 
 use std::time::Duration;
 
@@ -10,22 +10,22 @@ use crate::notice::SlackMessage;
 use crate::retry::{Attempt, RetryPolicy};
 use crate::secret::Secret;
 
-/// Why a message was not delivered. The webhook URL never appears in it.
+/// A failure to deliver a message. The webhook URL never appears in it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SlackError {
-    /// Slack answered `429` on every attempt.
+    /// Slack returned `429` on every attempt.
     #[error("Slack rate limited the message (HTTP 429)")]
     RateLimited,
-    /// Slack answered with another status, or `200` without `ok`.
+    /// Slack returned another status, or `200` without `ok`.
     #[error("Slack rejected the message: HTTP {status}: {body}")]
     Rejected {
         /// The status code.
         status: u16,
-        /// The start of the answer body (Slack's error code, such as `invalid_blocks`).
+        /// The start of the response body (Slack's error code, such as `invalid_blocks`).
         body: String,
     },
-    /// No answer within the timeout.
-    #[error("Slack did not answer within {0:?}")]
+    /// No response within the timeout.
+    #[error("Slack timed out: no response within {0:?}")]
     Timeout(Duration),
     /// The connection failed.
     #[error("cannot reach Slack: {0}")]
@@ -43,6 +43,7 @@ pub struct SlackClient {
 impl SlackClient {
     /// Builds a client for the webhook `url`.
     pub fn new(url: Secret, timeout: Duration, retry: RetryPolicy) -> Result<Self, reqwest::Error> {
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
         Ok(Self { http, url, timeout, retry })
     }
@@ -105,15 +106,15 @@ mod tests {
 
     use super::*;
 
-    /// Serves the answers in order, then `ok`; returns the webhook URL and the call counter.
-    async fn fake_slack(answers: Vec<(u16, &'static str)>) -> (String, Arc<AtomicUsize>) {
+    /// Serves the `responses` in order, then `ok`. Returns the webhook URL and the call counter.
+    async fn fake_slack(responses: Vec<(u16, &'static str)>) -> (String, Arc<AtomicUsize>) {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = calls.clone();
         let app = Router::new().route(
             "/services/T0/B0/secret",
             post(move || {
                 let number = counter.fetch_add(1, Ordering::SeqCst);
-                let (status, body) = answers.get(number).copied().unwrap_or((200, "ok"));
+                let (status, body) = responses.get(number).copied().unwrap_or((200, "ok"));
                 async move { (AxumStatus::from_u16(status).unwrap(), [("retry-after", "0")], body) }
             }),
         );

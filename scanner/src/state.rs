@@ -4,7 +4,7 @@
 //! that run at once must not both send it. So a scan first *claims* the patches it is
 //! about to announce, with a write conditioned on the `resourceVersion` it read; the
 //! scan that loses the race re-reads and drops what the winner claimed. After Slack
-//! answered, the claim turns into `announced` records, or is released on failure so
+//! responded, the claim turns into `announced` records, or is released on failure so
 //! the next scan retries. A claim of a scan that died is ignored after its TTL.
 //!
 //! ```text

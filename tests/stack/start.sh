@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Start the local test stack for a shell, the demo or a manual check:
-# etcd, kube-apiserver and kube-controller-manager (as tests/support's Cluster
-# starts them), a plain docker-registry, one with basic auth, and the Slack
+# Start the local test stack for a shell, the demo or a manual check. It runs
+# etcd, kube-apiserver and kube-controller-manager as tests/support's Cluster
+# starts them, a plain docker-registry, one with basic auth, and the Slack
 # receiver, each on 127.0.0.1 at a free port. Everything goes into a state
 # directory, by default ${TMPDIR:-/tmp}/ipc-stack, whose file `env` a shell can
-# source. tests/stack/stop.sh stops it all; with-stack.sh wraps a command in both.
+# source. tests/stack/stop.sh stops it all, and with-stack.sh wraps a command in
+# both.
 #
 # Usage: tests/stack/start.sh [STATE_DIR]
 # If starting fails or is interrupted, what was started is stopped again.
@@ -27,15 +28,19 @@ mkdir -p "$state/pki" "$state/logs"
 state="$(cd "$state" && pwd)"
 pki="$state/pki"
 
+# on_failure [STATUS]: stop what was started and exit with STATUS or the last one.
 on_failure() {
     local status=$?
+    if (($# > 0)); then
+        status=$1
+    fi
     trap - ERR INT TERM
-    echo "start.sh: starting the stack failed; stopping what was started (logs in $state/logs)" >&2
+    echo "start.sh: starting the stack failed or was interrupted; stopping what was started (logs in $state/logs)" >&2
     "$here/stop.sh" "$state" >&2 || true
     exit "$status"
 }
 trap on_failure ERR
-trap 'exit 130' INT TERM
+trap 'on_failure 130' INT TERM
 
 tools="$("$repo/tests/tools/build.sh" | tail -n 1)"
 slack_receiver="${IPC_SLACK_RECEIVER_BIN:-}"
@@ -72,9 +77,10 @@ start() {
     shift
     setsid "$@" >"$state/logs/$name.log" 2>&1 </dev/null &
     echo "$name $!" >>"$state/pids"
+    disown "$!"
 }
 
-# wait_until NAME COMMAND...: poll COMMAND until it succeeds; fail if NAME died.
+# wait_until NAME COMMAND...: poll COMMAND until it succeeds, failing if NAME exits.
 wait_until() {
     local name="$1" pid deadline=$((SECONDS + timeout_seconds))
     shift
@@ -227,7 +233,7 @@ start slack-receiver "$slack_receiver" --addr "127.0.0.1:$(free_port)" --url-fil
 wait_until slack-receiver test -s "$state/slack-url"
 
 cat >"$state/env" <<ENV
-# Written by tests/stack/start.sh; source it in a shell.
+# Written by tests/stack/start.sh. Source it in a shell.
 export IPC_STACK_DIR='$state'
 export IPC_TOOLS_DIR='$tools'
 export PATH='$tools':"\$PATH"

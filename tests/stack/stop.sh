@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stop a stack that tests/stack/start.sh started, by the process ids it
 # recorded: SIGTERM to each process group, SIGKILL to what is left after five
-# seconds. The logs stay in the state directory.
+# seconds, then a wait until all are gone. The logs stay in the state directory.
 #
 # Usage: tests/stack/stop.sh [STATE_DIR]
 set -euo pipefail
@@ -23,6 +23,12 @@ for pid in "${pids[@]}"; do
         sleep 0.1
     done
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+done
+# Return only when every process is gone, so that a caller can check for leftovers.
+for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 0.1
+    done
 done
 rm -f "$pids_file"
 echo "stop.sh: stopped the stack in $state" >&2

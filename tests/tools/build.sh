@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Build the local test stack's tools, or reuse an earlier build, and print the
-# directory that holds them as the last line on stdout.
+# directory that contains them as the last line on stdout.
 #
 # The binaries are kube-apiserver, kube-controller-manager and kubectl (from
 # k8s.io/kubernetes), etcd, helm3 and helm4, at the versions that versions.env
 # pins. They are cached outside the work tree, under
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/image-patch-controller/tools/<key>/bin
 # where <key> is derived from versions.env and the Go version, so only the first
-# run on a machine pays for the build (about half an hour on 2 cores).
+# run on a machine pays for the build (about 15 minutes on 2 cores).
 # Progress goes to stderr and the Go build output to build.log in the cache.
 #
 # With --check it builds nothing: it prints the directory if the build there is
@@ -75,7 +75,7 @@ trap 'rm -rf "$work"' EXIT
 echo "build.sh: building tools for $key with $go_version; log in $log" >&2
 start=$SECONDS
 
-export CGO_ENABLED=0 GOFLAGS=-mod=mod
+export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 kube_minor="${KUBERNETES_VERSION#v1.}"
 kube_minor="${kube_minor%%.*}"
 kube_ldflags="-s -w"

@@ -41,7 +41,7 @@ pub enum Mode {
     Audit,
 }
 
-/// Why a request body is not a usable AdmissionReview. Each is answered with HTTP 400.
+/// Reason a request body is not a usable AdmissionReview. Each gets an HTTP 400 response.
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
     /// The body does not parse as JSON.
@@ -101,12 +101,12 @@ pub struct ImageRewrite {
     pub rewrite: Rewrite,
 }
 
-/// The answer to one AdmissionRequest.
+/// The result of reviewing one AdmissionRequest.
 #[derive(Debug)]
 pub struct Review {
     /// The response: always allowed, with the request's uid.
     pub response: AdmissionResponse,
-    /// How the review ended, for metrics and logs.
+    /// Outcome of the review, for metrics and logs.
     pub outcome: Outcome,
     /// The rewrites applied (enforce) or reported (audit).
     pub rewrites: Vec<ImageRewrite>,
@@ -127,7 +127,7 @@ impl Review {
         }
     }
 
-    /// Allows the object unchanged after an internal fault, with a warning that says so.
+    /// Allows the object unchanged after an internal fault, with a warning that names it.
     pub fn internal_error(request: &AdmissionRequest<DynamicObject>, reason: &str) -> Self {
         Self::unchanged(
             request,

@@ -1,4 +1,5 @@
-//! Where a handled kind keeps its pod spec, and the image fields inside it, as JSON pointers.
+//! Locations of the pod spec of each handled kind, and of the image fields inside it, as
+//! JSON pointers.
 //!
 //! ```text
 //!   Pod                                   /spec
@@ -10,7 +11,7 @@
 use kube::core::GroupVersionKind;
 use serde_json::Value;
 
-/// A kind whose pod spec the webhook knows how to find.
+/// Location of the pod spec in an object of a handled kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PodSpecLocation {
     /// JSON pointer of the pod spec.

@@ -3,6 +3,8 @@ use webhook::{app, options::Options};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The Kubernetes client uses rustls too; ring is the one provider compiled in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let options = Options::parse();
     app::init_tracing(options.log_format);
     app::run(options, shutdown_signal()).await

@@ -7,7 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// How an admission review ended.
+/// Outcome of an admission review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 pub enum Outcome {
     /// Allowed with a JSONPatch that rewrites at least one image.
@@ -29,7 +29,7 @@ pub enum Outcome {
 pub struct RequestLabels {
     /// The object's kind (`Pod`, `Deployment`, …), empty when the request could not be read.
     pub kind: String,
-    /// How the review ended.
+    /// Outcome of the review.
     pub outcome: Outcome,
     /// Whether the API request was a dry run.
     pub dry_run: bool,
@@ -44,7 +44,7 @@ pub struct RewriteLabels {
     pub mode: String,
 }
 
-/// Which part of the approvals document was wrong.
+/// Part of the approvals document that was invalid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 pub enum ConfigErrorKind {
     /// The whole document was unusable; the last good approvals stay in force.
@@ -97,7 +97,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("image_patch_webhook");
         let requests = Family::<RequestLabels, Counter>::default();
         let rewrites = Family::<RewriteLabels, Counter>::default();
-        // 0.25 ms to about 4 s: admission answers from memory in well under a millisecond,
+        // 0.25 ms to about 4 s: admission is handled from memory in well under a millisecond,
         // and the API server gives up at the 5 s webhook timeout.
         let duration = Histogram::new(exponential_buckets(0.000_25, 2.5, 11));
         let approvals_loaded = Gauge::default();
@@ -149,7 +149,7 @@ impl Metrics {
     /// Encodes every metric in the Prometheus text format.
     pub fn encode(&self) -> String {
         let mut text = String::new();
-        // Writing into a String cannot fail.
+        // `fmt::Write` for String never returns an error.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }

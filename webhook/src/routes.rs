@@ -108,8 +108,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Reads and answers one AdmissionReview. A body that is no AdmissionReview gets a 4xx with
-/// a plain-text reason; any other answer is an allowed AdmissionReview response.
+/// Reads one AdmissionReview and sends the response. A body that is no AdmissionReview gets
+/// a 4xx with a plain-text reason. Every other response is an allowed AdmissionReview.
 async fn handle_review(state: AppState, path_mode: Mode, body: Body) -> Response {
     let started = Instant::now();
     let mode = if state.mode == Mode::Audit {

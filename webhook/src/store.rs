@@ -50,7 +50,7 @@ impl ApprovalsStore {
         self.current.load_full()
     }
 
-    /// Whether approvals were loaded at least once.
+    /// Returns whether approvals were loaded at least once.
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
     }

@@ -19,7 +19,7 @@ use rustls::{ServerConfig, version};
 
 use crate::metrics::Metrics;
 
-/// Why a certificate and key cannot be used.
+/// Error that makes a certificate and key unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file cannot be read.
@@ -30,10 +30,10 @@ pub enum TlsError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The certificate file holds no PEM certificate.
+    /// The certificate file contains no PEM certificate.
     #[error("no PEM certificate found in the certificate file")]
     NoCertificate,
-    /// The key file holds no PEM private key.
+    /// The key file contains no PEM private key.
     #[error("no PEM private key found in the key file")]
     NoPrivateKey,
     /// A PEM block is malformed.
@@ -44,7 +44,7 @@ pub enum TlsError {
     Key(rustls::Error),
 }
 
-/// The crypto provider of every TLS config of the webhook.
+/// Returns the crypto provider (ring) of every TLS config of the webhook.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -64,8 +64,8 @@ pub fn certified_key_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Certifi
 
     let certified =
         CertifiedKey::from_der(chain, key, &crypto_provider()).map_err(TlsError::Key)?;
-    // `from_der` accepts a key whose public half the provider cannot tell; a rotation must
-    // never swap in a pair that might not match, so check again strictly.
+    // `from_der` accepts a key whose public half the provider cannot compute. A rotation
+    // must not swap in a pair that might not match, so check again strictly.
     certified.keys_match().map_err(TlsError::Key)?;
     Ok(certified)
 }

@@ -180,67 +180,38 @@ async fn namespace_outside_scope_unchanged() {
     assert!(response.get("patch").is_none(), "patch: {response}");
 }
 
+#[rstest]
+#[case::namespace_in_scope(
+    "mojaloop/central-ledger:v17.0.0",
+    "mojaloop/central-ledger:v17.0.0.1-patch"
+)]
+#[case::registry_alias_kept(
+    "mirror.gcr.io/mojaloop/quoting-service:v10.4.0",
+    "mirror.gcr.io/mojaloop/quoting-service:v10.4.0.2-patch"
+)]
+#[case::docker_hub_spelled_out(
+    "docker.io/mojaloop/quoting-service:v10.4.0",
+    "docker.io/mojaloop/quoting-service:v10.4.0.2-patch"
+)]
+#[case::approved_digest_pinned(
+    "mojaloop/account-lookup-service:v15.0.0",
+    "mojaloop/account-lookup-service:v15.0.0.3-patch@sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+)]
+#[case::older_patch_raised("mojaloop/quoting-service:v10.4.0.1-patch", PATCHED)]
 #[tokio::test]
-async fn namespace_in_scope_patched() {
+async fn image_rewritten(#[case] image: &str, #[case] expected: &str) {
     let router = router();
     let mut review = review("deployment");
-    set_image(
-        &mut review,
-        "deployment",
-        "containers",
-        "app",
-        "mojaloop/central-ledger:v17.0.0",
-    );
+    set_image(&mut review, "deployment", "containers", "app", image);
 
     let response = mutate(&router, &review).await;
 
     let patched = apply(&review, &response);
     assert_eq!(
         image_of(&patched, "deployment", "containers", "app"),
-        "mojaloop/central-ledger:v17.0.0.1-patch"
+        expected
     );
-}
-
-#[tokio::test]
-async fn registry_alias_kept_in_rewrite() {
-    let router = router();
-    let mut review = review("deployment");
-    set_image(
-        &mut review,
-        "deployment",
-        "containers",
-        "app",
-        "mirror.gcr.io/mojaloop/quoting-service:v10.4.0",
-    );
-
-    let response = mutate(&router, &review).await;
-
-    let patched = apply(&review, &response);
-    assert_eq!(
-        image_of(&patched, "deployment", "containers", "app"),
-        "mirror.gcr.io/mojaloop/quoting-service:v10.4.0.2-patch"
-    );
-}
-
-#[tokio::test]
-async fn approved_digest_pinned_in_rewrite() {
-    let router = router();
-    let mut review = review("pod");
-    set_image(
-        &mut review,
-        "pod",
-        "containers",
-        "app",
-        "mojaloop/account-lookup-service:v15.0.0",
-    );
-
-    let response = mutate(&router, &review).await;
-
-    let patched = apply(&review, &response);
-    assert_eq!(
-        image_of(&patched, "pod", "containers", "app"),
-        "mojaloop/account-lookup-service:v15.0.0.3-patch@sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
-    );
+    assert_eq!(previous_images(&patched["metadata"]), json!({"app": image}));
 }
 
 #[tokio::test]
@@ -284,6 +255,43 @@ async fn init_container_same_line_patched() {
         json!({"app": BASE, "wait-for-db": BASE})
     );
     assert_eq!(warnings(&response).len(), 2);
+}
+
+#[tokio::test]
+async fn captured_ephemeral_update_patched() {
+    let router = router();
+    let review = review("pod-ephemeralcontainers");
+
+    let response = mutate(&router, &review).await;
+
+    let patched = apply(&review, &response);
+    assert_eq!(review["request"]["subResource"], "ephemeralcontainers");
+    assert_eq!(
+        image_of(&patched, "pod", "ephemeralContainers", "debugger"),
+        PATCHED
+    );
+    assert_eq!(
+        image_of(&patched, "pod", "containers", "app"),
+        BASE,
+        "the update does not change this image"
+    );
+    assert_eq!(warnings(&response).len(), 1);
+}
+
+#[tokio::test]
+async fn captured_deployment_update_patched() {
+    let router = router();
+    let review = review("deployment-update");
+
+    let response = mutate(&router, &review).await;
+
+    let patched = apply(&review, &response);
+    assert_eq!(review["request"]["operation"], "UPDATE");
+    assert_eq!(
+        image_of(&patched, "deployment", "containers", "app"),
+        PATCHED
+    );
+    assert_eq!(previous_images(&patched["metadata"]), json!({"app": BASE}));
 }
 
 #[tokio::test]
@@ -583,7 +591,7 @@ async fn metrics_count_requests_and_rewrites() {
     );
 }
 
-/// A stand-in for a policy engine's mutation: `docker.io` images go through a mirror.
+/// Rewrites `docker.io` images to a mirror, as a policy engine's mutation would.
 fn mirror_images(object: &mut Value, kind: &str) {
     let spec = object.pointer_mut(spec_pointer(kind)).unwrap();
     for list in ["initContainers", "containers"] {
@@ -633,5 +641,19 @@ async fn mirror_webhook_order_gives_same_result() {
     assert_eq!(
         patch_first["spec"]["template"]["spec"],
         mirror_first["spec"]["template"]["spec"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stalled_body_times_out() {
+    let router = router();
+    let stalled = futures::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+
+    let (status, answer) = post(&router, "/mutate", axum::body::Body::from_stream(stalled)).await;
+
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(
+        String::from_utf8(answer).unwrap(),
+        "request body not received within 3s"
     );
 }

@@ -17,10 +17,13 @@ approvals:
 ";
 
 /// Polls `condition` every 10 ms for up to 10 s.
-async fn wait_for(what: &str, condition: impl Fn() -> bool) {
+async fn wait_for(description: &str, condition: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {description}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -29,6 +29,8 @@ struct Running {
 impl Running {
     /// Starts the app with a certificate from the certs script and [`APPROVALS`] from a file.
     async fn start() -> Self {
+        // reqwest is built without a crypto provider of its own; ring is the one compiled in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let serving_dir = dir.path().join("serving");
         run_certs_script(&dir.path().join("first"), &[]);
@@ -86,8 +88,8 @@ impl Running {
         format!("https://localhost:{}{path}", self.address.port())
     }
 
-    /// A client that trusts the CAs of `ca-bundle.crt` in `dir` and opens a new connection
-    /// for every request, so that each request sees the certificate in force.
+    /// Builds a client that trusts the CAs of `ca-bundle.crt` in `dir` and opens a new
+    /// connection for every request, so that each request gets the certificate in force.
     fn client_trusting(&self, dir: &Path) -> reqwest::Client {
         let bundle = std::fs::read(dir.join("ca-bundle.crt")).unwrap();
         reqwest::Client::builder()
@@ -111,14 +113,17 @@ impl Running {
 }
 
 /// Polls `condition` every 20 ms for up to 10 s.
-async fn wait_for<F, Fut>(what: &str, mut condition: F)
+async fn wait_for<F, Fut>(description: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {description}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -128,6 +133,12 @@ fn replace_file(from: &Path, to: &Path) {
     let temporary = to.with_extension("tmp");
     std::fs::copy(from, &temporary).unwrap();
     std::fs::rename(&temporary, to).unwrap();
+}
+
+/// Fetches `/metrics` with `client`.
+async fn metrics_text(client: &reqwest::Client, running: &Running) -> String {
+    let response = client.get(running.url("/metrics")).send().await.unwrap();
+    response.text().await.unwrap()
 }
 
 fn der_of(pem_file: &Path) -> Vec<u8> {
@@ -159,15 +170,7 @@ async fn admission_over_tls() {
         image_of(&patched, "deployment", "containers", "app"),
         PATCHED
     );
-    let metrics = running
-        .client()
-        .get(running.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&running.client(), &running).await;
     assert!(
         metrics.contains("image_patch_webhook_approvals_loaded 3"),
         "{metrics}"
@@ -286,14 +289,7 @@ async fn certificate_swap_while_requests_run() {
 
     let (failures, served_new) = requests.await.unwrap();
 
-    let metrics = client
-        .get(running.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, &running).await;
     assert!(failures.is_empty(), "failed requests: {failures:?}");
     assert_eq!(served_new, 20, "{metrics}");
     assert!(
@@ -307,7 +303,7 @@ async fn certificate_swap_while_requests_run() {
     running.stop().await;
 }
 
-/// A TLS client connection to the app, trusting the first CA.
+/// Opens a TLS client connection to the app, trusting the first CA.
 async fn raw_connection(running: &Running) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots

@@ -16,7 +16,7 @@ pub struct Credential {
     pub password: Secret,
 }
 
-/// Why a pull Secret cannot be used. The message never contains the Secret's content.
+/// A pull Secret that cannot be used. The message never contains the Secret's content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
     /// The document is not a Docker config JSON.

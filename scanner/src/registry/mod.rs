@@ -58,10 +58,10 @@ pub struct RegistryConfig {
     pub page_size: u32,
 }
 
-/// Why a lookup gave no answer. The repository's state is then unknown, never "no newer patch".
+/// Why a lookup gave no response. The repository's state is then unknown, never "no newer patch".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
-    /// The registry answered `429` on every attempt, or asked to wait too long.
+    /// The registry returned `429` on every attempt, or asked to wait too long.
     #[error("{url}: rate limited (HTTP 429){}", retry_after_text(.retry_after))]
     RateLimited {
         /// The request.
@@ -69,8 +69,8 @@ pub enum RegistryError {
         /// The last `Retry-After`.
         retry_after: Option<Duration>,
     },
-    /// No complete answer within the timeout.
-    #[error("{url}: no complete answer within {timeout:?}")]
+    /// No complete response within the timeout.
+    #[error("{url}: timed out: no complete response within {timeout:?}")]
     Timeout {
         /// The request.
         url: String,
@@ -109,12 +109,12 @@ pub enum RegistryError {
         /// The reason, as the token server stated it.
         message: String,
     },
-    /// The answer cannot be read.
-    #[error("{url}: invalid answer: {message}")]
+    /// The response cannot be read.
+    #[error("{url}: invalid response: {message}")]
     InvalidResponse {
         /// The request.
         url: String,
-        /// What is wrong.
+        /// The problem found.
         message: String,
     },
     /// A later page of a tag list failed, so the list is incomplete.
@@ -131,7 +131,7 @@ fn retry_after_text(retry_after: &Option<Duration>) -> String {
     retry_after.map(|after| format!(", Retry-After {}s", after.as_secs())).unwrap_or_default()
 }
 
-/// How a request authenticates.
+/// The authentication of a request.
 #[derive(Debug, Clone)]
 enum Authorization {
     Anonymous,
@@ -139,8 +139,8 @@ enum Authorization {
     Bearer(Secret),
 }
 
-/// A complete answer: status, headers and the whole body.
-struct Answer {
+/// A complete response: status, headers and the whole body.
+struct FullResponse {
     status: StatusCode,
     headers: HeaderMap,
     body: Vec<u8>,
@@ -163,6 +163,7 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// Builds a client. Fails only when the TLS backend cannot be set up.
     pub fn new(config: RegistryConfig) -> Result<Self, reqwest::Error> {
+        crate::install_crypto_provider();
         let oci = oci_client::Client::new(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(config.insecure.clone()),
             read_timeout: Some(config.timeout),
@@ -241,15 +242,15 @@ impl RegistryClient {
         let incomplete = |pages: usize, error: RegistryError| if pages == 0 { error } else { RegistryError::Partial { pages, cause: Box::new(error) } };
 
         loop {
-            let answer = self.send(reference.resolve_registry(), Method::GET, &url, &authorization, None).await.map_err(|error| incomplete(pages, error))?;
-            if answer.status == StatusCode::UNAUTHORIZED && pages > 0 && !renewed_token {
+            let response = self.send(reference.resolve_registry(), Method::GET, &url, &authorization, None).await.map_err(|error| incomplete(pages, error))?;
+            if response.status == StatusCode::UNAUTHORIZED && pages > 0 && !renewed_token {
                 // A bearer token can expire during a long listing: get a new one once.
                 authorization = self.renew(reference, authorization).await?;
                 renewed_token = true;
                 continue;
             }
-            check_status(&url, &answer).map_err(|error| incomplete(pages, error))?;
-            let page: TagList = serde_json::from_slice(&answer.body)
+            check_status(&url, &response).map_err(|error| incomplete(pages, error))?;
+            let page: TagList = serde_json::from_slice(&response.body)
                 .map_err(|error| incomplete(pages, RegistryError::InvalidResponse { url: url.to_string(), message: error.to_string() }))?;
             pages += 1;
             for tag in page.tags.unwrap_or_default() {
@@ -258,7 +259,7 @@ impl RegistryClient {
                 }
             }
 
-            let Some(next) = answer.headers.get(LINK).and_then(|value| value.to_str().ok()).and_then(link::next_link) else {
+            let Some(next) = response.headers.get(LINK).and_then(|value| value.to_str().ok()).and_then(link::next_link) else {
                 return Ok(tags);
             };
             let next = url
@@ -282,9 +283,9 @@ impl RegistryClient {
             tag
         );
         let url = Url::parse(&url).map_err(|error| RegistryError::InvalidResponse { url: url.clone(), message: error.to_string() })?;
-        let answer = self.send(reference.resolve_registry(), Method::HEAD, &url, &authorization, Some(MANIFEST_ACCEPT)).await?;
-        check_status(&url, &answer)?;
-        let digest = answer
+        let response = self.send(reference.resolve_registry(), Method::HEAD, &url, &authorization, Some(MANIFEST_ACCEPT)).await?;
+        check_status(&url, &response)?;
+        let digest = response
             .headers
             .get("docker-content-digest")
             .and_then(|value| value.to_str().ok())
@@ -301,7 +302,7 @@ impl RegistryClient {
     }
 
     /// Sends one request with retries. Statuses other than 429 and 5xx are returned for the caller to judge.
-    async fn send(&self, registry: &str, method: Method, url: &Url, authorization: &Authorization, accept: Option<&str>) -> Result<Answer, RegistryError> {
+    async fn send(&self, registry: &str, method: Method, url: &Url, authorization: &Authorization, accept: Option<&str>) -> Result<FullResponse, RegistryError> {
         let limit = self.limit(registry);
         self.config
             .retry
@@ -325,7 +326,7 @@ impl RegistryClient {
             .await
     }
 
-    async fn attempt(&self, request: reqwest::RequestBuilder, url: &Url) -> Attempt<Answer, RegistryError> {
+    async fn attempt(&self, request: reqwest::RequestBuilder, url: &Url) -> Attempt<FullResponse, RegistryError> {
         let transient = |error: reqwest::Error| {
             let error = if error.is_timeout() {
                 RegistryError::Timeout { url: url.to_string(), timeout: self.config.timeout }
@@ -349,7 +350,7 @@ impl RegistryClient {
             return Attempt::Retry { error: RegistryError::Status { url: url.to_string(), status: status.as_u16() }, after };
         }
         match response.bytes().await {
-            Ok(body) => Attempt::Done(Answer { status, headers, body: body.to_vec() }),
+            Ok(body) => Attempt::Done(FullResponse { status, headers, body: body.to_vec() }),
             Err(error) => transient(error),
         }
     }
@@ -368,10 +369,10 @@ fn reference(repository: &Repository, tag: &str) -> Reference {
     Reference::with_tag(repository.registry.clone(), repository.path.clone(), tag.to_string())
 }
 
-fn check_status(url: &Url, answer: &Answer) -> Result<(), RegistryError> {
-    match answer.status {
+fn check_status(url: &Url, response: &FullResponse) -> Result<(), RegistryError> {
+    match response.status {
         status if status.is_success() => Ok(()),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RegistryError::Denied { url: url.to_string(), status: answer.status.as_u16() }),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RegistryError::Denied { url: url.to_string(), status: response.status.as_u16() }),
         status => Err(RegistryError::Status { url: url.to_string(), status: status.as_u16() }),
     }
 }
@@ -392,5 +393,126 @@ fn shorten(message: &str) -> String {
     match message.char_indices().nth(LIMIT) {
         Some((end, _)) => format!("{}…", &message[..end]),
         None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::extract::{RawQuery, State};
+    use axum::http::{HeaderMap as AxumHeaders, StatusCode as AxumStatus};
+    use axum::routing::get;
+
+    use super::*;
+
+    /// Status, body and `Link` header of one tag-list page.
+    type Page = (u16, &'static str, Option<&'static str>);
+
+    /// Starts a fake registry whose tag list returns `pages[i]` for `?page=i`, and whose
+    /// manifest endpoint names a digest. Returns its address and the tag-list request counter.
+    async fn fake_registry(pages: Vec<Page>) -> (String, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let state = (Arc::new(pages), calls.clone());
+        let app = Router::new()
+            .route("/v2/", get(|| async { "{}" }))
+            .route(
+                "/v2/mojaloop/als/tags/list",
+                get(|State((pages, calls)): State<(Arc<Vec<Page>>, Arc<AtomicUsize>)>, RawQuery(query): RawQuery| async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let page: usize = query.unwrap_or_default().split('&').find_map(|pair| pair.strip_prefix("page=")?.parse().ok()).unwrap_or(0);
+                    let (status, body, link) = pages[page.min(pages.len() - 1)];
+                    let mut headers = AxumHeaders::new();
+                    if let Some(link) = link {
+                        headers.insert("link", link.parse().unwrap());
+                    }
+                    (AxumStatus::from_u16(status).unwrap(), headers, body)
+                }),
+            )
+            .route(
+                "/v2/mojaloop/als/manifests/v1.0.0.1-patch",
+                get(|| async { ([("docker-content-digest", "sha256:0123")], "{}") }),
+            )
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (address, calls)
+    }
+
+    fn client(address: &str) -> RegistryClient {
+        RegistryClient::new(RegistryConfig {
+            insecure: vec![address.to_string()],
+            concurrency: 2,
+            timeout: Duration::from_secs(5),
+            retry: RetryPolicy { attempts: 2, backoff: Duration::from_millis(10), max_retry_after: Duration::from_secs(1) },
+            page_size: 2,
+        })
+        .unwrap()
+    }
+
+    fn repository(address: &str) -> Repository {
+        Repository::new(address, "mojaloop/als")
+    }
+
+    #[tokio::test]
+    async fn list_tags_follows_relative_links() {
+        let (address, calls) = fake_registry(vec![
+            (200, r#"{"tags": ["v1.0.0", "v1.0.0.2-patch"]}"#, Some(r#"</v2/mojaloop/als/tags/list?page=1>; rel="next""#)),
+            (200, r#"{"tags": ["v1.0.0.1-patch"]}"#, Some("?page=2; rel=next")),
+            (200, r#"{"tags": null}"#, None),
+        ])
+        .await;
+
+        let tags = client(&address).list_tags(&repository(&address), &[]).await.unwrap();
+
+        assert_eq!(tags, ["v1.0.0", "v1.0.0.2-patch", "v1.0.0.1-patch"]);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn list_tags_later_page_failure_is_partial() {
+        let (address, calls) = fake_registry(vec![
+            (200, r#"{"tags": ["v1.0.0"]}"#, Some(r#"</v2/mojaloop/als/tags/list?page=1>; rel="next""#)),
+            (503, "unavailable", None),
+        ])
+        .await;
+
+        let error = client(&address).list_tags(&repository(&address), &[]).await.unwrap_err();
+
+        assert!(matches!(&error, RegistryError::Partial { pages: 1, cause } if matches!(**cause, RegistryError::Status { status: 503, .. })), "{error}");
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "one page and two attempts at the second");
+    }
+
+    #[tokio::test]
+    async fn list_tags_link_loop_is_error() {
+        let (address, _) = fake_registry(vec![
+            (200, r#"{"tags": ["v1.0.0"]}"#, Some(r#"</v2/mojaloop/als/tags/list?page=1>; rel="next""#)),
+            (200, r#"{"tags": ["v1.0.0.1-patch"]}"#, Some(r#"</v2/mojaloop/als/tags/list?page=1>; rel="next""#)),
+        ])
+        .await;
+
+        let error = client(&address).list_tags(&repository(&address), &[]).await.unwrap_err();
+
+        assert!(error.to_string().contains("pagination does not end"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn list_tags_invalid_json_is_error() {
+        let (address, _) = fake_registry(vec![(200, r#"{"tags": ["v1.0.0", "v1.0"#, None)]).await;
+
+        let error = client(&address).list_tags(&repository(&address), &[]).await.unwrap_err();
+
+        assert!(matches!(error, RegistryError::InvalidResponse { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn manifest_digest_reads_header() {
+        let (address, _) = fake_registry(vec![(200, "{}", None)]).await;
+
+        let digest = client(&address).manifest_digest(&repository(&address), "v1.0.0.1-patch", &[]).await.unwrap();
+
+        assert_eq!(digest, "sha256:0123");
     }
 }

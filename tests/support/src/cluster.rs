@@ -13,10 +13,10 @@
 //! `system:masters`. [`Cluster::service_account_kubeconfig`] writes a kubeconfig
 //! with a TokenRequest token, so that a product component runs with exactly the
 //! RBAC that its manifests grant. The controller-manager runs the usual
-//! controllers with per-controller service-account credentials; there is no
+//! controllers with per-controller service-account credentials. There is no
 //! scheduler and no kubelet, so Pods are stored and stay `Pending`.
 
-use crate::pki::Pki;
+use crate::pki::{KeyPair, Pki};
 use crate::ports::free_port;
 use crate::process::{ManagedProcess, print_log_tail};
 use crate::tools::Tools;
@@ -31,6 +31,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -38,7 +39,7 @@ use tempfile::TempDir;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
 /// Lifetime requested for service-account tokens.
 const TOKEN_SECONDS: i64 = 24 * 60 * 60;
-/// Controllers that only do something with a cloud provider; none runs here.
+/// Controllers that only do something with a cloud provider, which none runs here.
 const CLOUD_CONTROLLERS: [&str; 3] = [
     "cloud-node-lifecycle-controller",
     "service-lb-controller",
@@ -54,6 +55,19 @@ pub struct ClusterOptions {
     pub controller_manager_args: Vec<String>,
 }
 
+/// A certificate and its private key, as PEM text and as files.
+#[derive(Clone, Debug)]
+pub struct CertifiedKey {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key, PEM (PKCS #8, P-256).
+    pub key_pem: String,
+    /// The file that contains `cert_pem`.
+    pub cert_path: PathBuf,
+    /// The file that contains `key_pem`.
+    pub key_path: PathBuf,
+}
+
 /// A running control plane: etcd, kube-apiserver and kube-controller-manager.
 ///
 /// Dropping it stops the three processes. When the test is panicking, the tail
@@ -64,11 +78,15 @@ pub struct Cluster {
     apiserver: ManagedProcess,
     etcd: ManagedProcess,
     dir: Option<TempDir>,
+    /// The directory once it is no longer removed on drop.
+    kept_dir: Option<PathBuf>,
     tools: Tools,
+    pki: Pki,
+    certificates_issued: AtomicUsize,
     server_url: String,
     ca_pem: String,
     admin_kubeconfig: PathBuf,
-    client: kube::Client,
+    admin_config: kube::Config,
 }
 
 impl Cluster {
@@ -80,8 +98,15 @@ impl Cluster {
     /// Starts etcd, kube-apiserver and kube-controller-manager on free loopback
     /// ports and waits until the API server is ready and the controller-manager
     /// has created the `default` ServiceAccount of the `default` namespace.
+    ///
+    /// A start that fails because another process took a port in between is
+    /// retried with new ports, up to three attempts in all.
     #[tracing::instrument(skip_all)]
     pub async fn start_with(options: ClusterOptions) -> Result<Cluster> {
+        crate::ports::retry_on_port_conflict(|| Cluster::start_once(&options)).await
+    }
+
+    async fn start_once(options: &ClusterOptions) -> Result<Cluster> {
         let tools = Tools::locate()?;
         let dir = tempfile::Builder::new()
             .prefix("ipc-cluster-")
@@ -132,17 +157,26 @@ impl Cluster {
             "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
             "--authorization-mode=RBAC".to_owned(),
             format!("--service-account-issuer={server_url}"),
-            format!("--service-account-key-file={}", pki.service_account_public_key.display()),
-            format!("--service-account-signing-key-file={}", pki.service_account_key.display()),
+            format!(
+                "--service-account-key-file={}",
+                pki.service_account_public_key.display()
+            ),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.service_account_key.display()
+            ),
             "--allow-privileged=true".to_owned(),
             // The `kubernetes` Service's endpoints would be 127.0.0.1, which
-            // endpoint validation rejects; nothing here needs them.
+            // endpoint validation rejects, and nothing here needs them.
             "--endpoint-reconciler-type=none".to_owned(),
             "--profiling=false".to_owned(),
         ]);
         apiserver_command.args(&options.apiserver_args);
-        let mut apiserver =
-            ManagedProcess::spawn("kube-apiserver", apiserver_command, &root.join("kube-apiserver.log"))?;
+        let mut apiserver = ManagedProcess::spawn(
+            "kube-apiserver",
+            apiserver_command,
+            &root.join("kube-apiserver.log"),
+        )?;
 
         let admin_kubeconfig = root.join("admin.kubeconfig");
         write_kubeconfig(
@@ -155,10 +189,13 @@ impl Cluster {
                 key: &read_to_string(&pki.admin.key)?,
             },
         )?;
-        let client = client_from_kubeconfig(&admin_kubeconfig).await?;
+        let admin_config = config_from_kubeconfig(&admin_kubeconfig).await?;
+        let client = kube::Client::try_from(admin_config.clone())?;
         apiserver
             .wait_ready(STARTUP_TIMEOUT, || async {
-                let request = http::Request::get("/readyz").body(Vec::new()).expect("static request");
+                let request = http::Request::get("/readyz")
+                    .body(Vec::new())
+                    .expect("static request");
                 matches!(client.request_text(request).await, Ok(body) if body.trim() == "ok")
             })
             .await?;
@@ -182,14 +219,26 @@ impl Cluster {
         let mut controller_manager_command = Command::new(tools.kube_controller_manager());
         controller_manager_command.args([
             format!("--kubeconfig={}", controller_manager_kubeconfig.display()),
-            format!("--authentication-kubeconfig={}", controller_manager_kubeconfig.display()),
-            format!("--authorization-kubeconfig={}", controller_manager_kubeconfig.display()),
-            format!("--cert-dir={}", root.join("controller-manager-certs").display()),
+            format!(
+                "--authentication-kubeconfig={}",
+                controller_manager_kubeconfig.display()
+            ),
+            format!(
+                "--authorization-kubeconfig={}",
+                controller_manager_kubeconfig.display()
+            ),
+            format!(
+                "--cert-dir={}",
+                root.join("controller-manager-certs").display()
+            ),
             format!("--secure-port={controller_manager_port}"),
             "--bind-address=127.0.0.1".to_owned(),
             "--use-service-account-credentials=true".to_owned(),
             format!("--controllers={controllers}"),
-            format!("--service-account-private-key-file={}", pki.service_account_key.display()),
+            format!(
+                "--service-account-private-key-file={}",
+                pki.service_account_key.display()
+            ),
             format!("--root-ca-file={}", pki.ca.cert.display()),
             format!("--cluster-signing-cert-file={}", pki.ca.cert.display()),
             format!("--cluster-signing-key-file={}", pki.ca.key.display()),
@@ -215,43 +264,96 @@ impl Cluster {
             apiserver,
             etcd,
             dir: Some(dir),
+            kept_dir: None,
             tools,
+            pki,
+            certificates_issued: AtomicUsize::new(0),
             server_url,
             ca_pem,
             admin_kubeconfig,
-            client,
+            admin_config,
         })
     }
 
-    /// The API server's URL, `https://127.0.0.1:<port>`.
+    /// Returns a control plane shared by every test of the test binary, started
+    /// by the first test that requests it.
+    ///
+    /// Sharing saves the start (about ten seconds on 2 cores) per test, so give
+    /// each test its own namespaces. A shared cluster is never dropped: its
+    /// processes die with the test binary, and an exit handler removes its
+    /// directory unless `IPC_KEEP_STACK` is set. Call [`Cluster::print_logs`]
+    /// when a test fails, because no drop prints them.
+    pub async fn shared() -> Result<&'static Cluster> {
+        static SHARED: tokio::sync::OnceCell<Cluster> = tokio::sync::OnceCell::const_new();
+        SHARED
+            .get_or_try_init(|| async {
+                let mut cluster = Cluster::start().await?;
+                let dir = cluster
+                    .dir
+                    .take()
+                    .expect("a new cluster has its directory")
+                    .keep();
+                eprintln!("shared cluster state and logs in {}", dir.display());
+                crate::process::remove_at_exit(dir.clone(), cluster.pids());
+                cluster.kept_dir = Some(dir);
+                Ok(cluster)
+            })
+            .await
+    }
+
+    /// Returns the API server's URL, `https://127.0.0.1:<port>`.
     pub fn server_url(&self) -> &str {
         &self.server_url
     }
 
-    /// The PEM certificate of the CA that signed the API server's certificate
+    /// Returns the PEM certificate of the CA that signed the API server's certificate
     /// and that the API server trusts for client certificates.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
     }
 
-    /// The admin kubeconfig (a client certificate in `system:masters`).
+    /// Issues a serving certificate for `hosts` (IP addresses or DNS names)
+    /// signed by the cluster's CA, so that a webhook server started by a test
+    /// is trusted with [`Cluster::ca_pem`] as its `caBundle`.
+    pub fn issue_serving_certificate(&self, hosts: &[&str]) -> Result<CertifiedKey> {
+        let number = self.certificates_issued.fetch_add(1, Ordering::Relaxed);
+        let pair: KeyPair =
+            self.pki
+                .issue_serving(&self.dir().join("pki"), &format!("serving-{number}"), hosts)?;
+        Ok(CertifiedKey {
+            cert_pem: read_to_string(&pair.cert)?,
+            key_pem: read_to_string(&pair.key)?,
+            cert_path: pair.cert,
+            key_path: pair.key,
+        })
+    }
+
+    /// Returns the admin kubeconfig (a client certificate in `system:masters`).
     pub fn kubeconfig_path(&self) -> &Path {
         &self.admin_kubeconfig
     }
 
-    /// The cluster's state directory: PKI, kubeconfigs, etcd data and logs.
+    /// Returns the cluster's state directory: PKI, kubeconfigs, etcd data and logs.
     pub fn dir(&self) -> &Path {
-        self.dir.as_ref().expect("the directory lives as long as the cluster").path()
+        match (&self.dir, &self.kept_dir) {
+            (Some(dir), _) => dir.path(),
+            (None, Some(kept)) => kept,
+            (None, None) => unreachable!("the directory lives as long as the cluster"),
+        }
     }
 
-    /// The tools the cluster was started with.
+    /// Returns the tools the cluster was started with.
     pub fn tools(&self) -> &Tools {
         &self.tools
     }
 
-    /// A client with the admin's credentials.
+    /// Returns a new client with the admin's credentials.
+    ///
+    /// The client runs a background task on the current tokio runtime, so a
+    /// test that shares a cluster with others still gets a client of its own.
     pub fn client(&self) -> kube::Client {
-        self.client.clone()
+        kube::Client::try_from(self.admin_config.clone())
+            .expect("the admin configuration built a client when the cluster started")
     }
 
     /// Creates a namespace with `labels` and waits until the controller-manager
@@ -271,18 +373,22 @@ impl Cluster {
             ..Namespace::default()
         };
         let namespaces: Api<Namespace> = Api::all(self.client());
-        let created = namespaces.create(&PostParams::default(), &namespace).await?;
+        let created = namespaces
+            .create(&PostParams::default(), &namespace)
+            .await?;
         let service_accounts: Api<ServiceAccount> = Api::namespaced(self.client(), name);
-        wait_for(&format!("the default ServiceAccount of namespace {name}"), Duration::from_secs(30), || async {
-            matches!(service_accounts.get_opt("default").await, Ok(Some(_)))
-        })
+        wait_for(
+            &format!("the default ServiceAccount of namespace {name}"),
+            Duration::from_secs(30),
+            || async { matches!(service_accounts.get_opt("default").await, Ok(Some(_))) },
+        )
         .await?;
         Ok(created)
     }
 
     /// Writes a kubeconfig that authenticates as the ServiceAccount
     /// `namespace/name` with a token from the TokenRequest API, and returns its
-    /// path. The ServiceAccount must exist; the token is valid for a day.
+    /// path. The ServiceAccount must exist, and the token is valid for a day.
     pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
         let service_accounts: Api<ServiceAccount> = Api::namespaced(self.client(), namespace);
         let request = TokenRequest {
@@ -295,13 +401,14 @@ impl Cluster {
         let response: TokenRequest = service_accounts
             .create_subresource("token", name, &PostParams::default(), &request)
             .await?;
-        let token = response
-            .status
-            .map(|status| status.token)
-            .ok_or_else(|| {
-                Error::UnexpectedResponse(format!("the TokenRequest for ServiceAccount {namespace}/{name} has no status"))
-            })?;
-        let path = self.dir().join(format!("serviceaccount-{namespace}-{name}.kubeconfig"));
+        let token = response.status.map(|status| status.token).ok_or_else(|| {
+            Error::UnexpectedResponse(format!(
+                "the TokenRequest for ServiceAccount {namespace}/{name} has no status"
+            ))
+        })?;
+        let path = self
+            .dir()
+            .join(format!("serviceaccount-{namespace}-{name}.kubeconfig"));
         write_kubeconfig(
             &path,
             &self.server_url,
@@ -313,7 +420,11 @@ impl Cluster {
     }
 
     /// Returns a client that authenticates as the ServiceAccount `namespace/name`.
-    pub async fn service_account_client(&self, namespace: &str, name: &str) -> Result<kube::Client> {
+    pub async fn service_account_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<kube::Client> {
         let path = self.service_account_kubeconfig(namespace, name).await?;
         client_from_kubeconfig(&path).await
     }
@@ -380,7 +491,7 @@ impl Cluster {
         run(self.helm4_command(), args).await
     }
 
-    /// The process ids of etcd, kube-apiserver and kube-controller-manager, for
+    /// Returns the process ids of etcd, kube-apiserver and kube-controller-manager, for
     /// tests that check that nothing outlives the cluster.
     pub fn pids(&self) -> Vec<u32> {
         [&self.etcd, &self.apiserver, &self.controller_manager]
@@ -410,14 +521,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // The processes print their own log tails when the test is panicking.
+        // Each process prints its own log tail when it is dropped during a panic.
         let panicking = std::thread::panicking();
-        if panicking {
-            self.print_logs();
-        }
         self.stop_processes();
         if let Some(dir) = self.dir.take()
-            && panicking
+            && (panicking || crate::process::keep_stack())
         {
             let kept = dir.keep();
             eprintln!("cluster state and full logs kept in {}", kept.display());
@@ -455,7 +563,11 @@ fn describe(command: &Command) -> String {
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     std::iter::once(program)
-        .chain(command.get_args().map(|arg| arg.to_string_lossy().into_owned()))
+        .chain(
+            command
+                .get_args()
+                .map(|arg| arg.to_string_lossy().into_owned()),
+        )
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -482,7 +594,13 @@ enum KubeconfigUser<'a> {
 }
 
 /// Writes a self-contained kubeconfig with one cluster, user and context.
-fn write_kubeconfig(path: &Path, server: &str, ca_pem: &str, user: &str, credentials: KubeconfigUser<'_>) -> Result<()> {
+fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    credentials: KubeconfigUser<'_>,
+) -> Result<()> {
     let user_entry = match credentials {
         KubeconfigUser::ClientCertificate { cert, key } => serde_json::json!({
             "client-certificate-data": BASE64.encode(cert),
@@ -505,14 +623,18 @@ fn write_kubeconfig(path: &Path, server: &str, ca_pem: &str, user: &str, credent
         "current-context": "image-patch-test",
     });
     let text = serde_yaml_ng::to_string(&document).expect("a JSON value encodes as YAML");
-    std::fs::write(path, text).map_err(|error| Error::io(format!("cannot write {}", path.display()), error))
+    std::fs::write(path, text)
+        .map_err(|error| Error::io(format!("cannot write {}", path.display()), error))
+}
+
+async fn config_from_kubeconfig(path: &Path) -> Result<kube::Config> {
+    install_crypto_provider();
+    let kubeconfig = Kubeconfig::read_from(path)?;
+    Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
 }
 
 async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
-    install_crypto_provider();
-    let kubeconfig = Kubeconfig::read_from(path)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(kube::Client::try_from(config)?)
+    Ok(kube::Client::try_from(config_from_kubeconfig(path).await?)?)
 }
 
 /// Installs ring as rustls's process-wide provider for kube's TLS client.
@@ -528,5 +650,6 @@ fn install_crypto_provider() {
 }
 
 fn read_to_string(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|error| Error::io(format!("cannot read {}", path.display()), error))
+    std::fs::read_to_string(path)
+        .map_err(|error| Error::io(format!("cannot read {}", path.display()), error))
 }

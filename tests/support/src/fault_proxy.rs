@@ -63,13 +63,13 @@ impl PathKind {
 /// A fault that the proxy injects into one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// Answers `429 Too Many Requests` with this `Retry-After` value (seconds
+    /// Responds with `429 Too Many Requests` with this `Retry-After` value (seconds
     /// or an HTTP date) and does not forward the request.
     TooManyRequests {
         /// The `Retry-After` header value.
         retry_after: String,
     },
-    /// Answers this status (a 5xx) with a registry error body and does not
+    /// Responds with this status (a 5xx) with a registry error body and does not
     /// forward the request.
     ServerError {
         /// The HTTP status code.
@@ -86,7 +86,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// A `429` whose `Retry-After` is `seconds`.
+    /// Returns a `429` whose `Retry-After` is `seconds`.
     pub fn too_many_requests(seconds: u64) -> Fault {
         Fault::TooManyRequests {
             retry_after: seconds.to_string(),
@@ -129,7 +129,9 @@ struct Shared {
 
 impl Shared {
     fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
-        self.settings.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.settings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -165,7 +167,9 @@ impl FaultProxy {
             settings: Mutex::new(Settings::default()),
             shutdown: shutdown.clone(),
         });
-        let router = axum::Router::new().fallback(handle).with_state(shared.clone());
+        let router = axum::Router::new()
+            .fallback(handle)
+            .with_state(shared.clone());
         let mut stop = shutdown;
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -184,12 +188,12 @@ impl FaultProxy {
         })
     }
 
-    /// The proxy's `host:port`, to use as the registry in image references.
+    /// Returns the proxy's `host:port`, to use as the registry in image references.
     pub fn address(&self) -> &str {
         &self.address
     }
 
-    /// The proxy's base URL, `http://host:port`.
+    /// Returns the proxy's base URL, `http://host:port`.
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
     }
@@ -230,12 +234,17 @@ impl FaultProxy {
         self.shared.settings().faults.clear();
     }
 
-    /// The number of requests of `kind` received so far, faulted ones included.
+    /// Returns the number of requests of `kind` received so far, faulted ones included.
     pub fn requests(&self, kind: PathKind) -> usize {
-        self.shared.settings().requests.get(&kind).copied().unwrap_or(0)
+        self.shared
+            .settings()
+            .requests
+            .get(&kind)
+            .copied()
+            .unwrap_or(0)
     }
 
-    /// The number of requests of any kind received so far.
+    /// Returns the number of requests of any kind received so far.
     pub fn total_requests(&self) -> usize {
         self.shared.settings().requests.values().sum()
     }
@@ -264,7 +273,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     tracing::debug!(method = %request.method(), %path, ?kind, ?fault, "proxying");
     match fault {
         Some(Fault::TooManyRequests { retry_after }) => {
-            let mut response = registry_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", "rate limited by the test proxy");
+            let mut response = registry_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOOMANYREQUESTS",
+                "rate limited by the test proxy",
+            );
             if let Ok(value) = HeaderValue::from_str(&retry_after) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
@@ -287,7 +300,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         Ok(response) => response,
         Err(error) => {
             tracing::warn!(%error, %path, "cannot reach the upstream registry");
-            return registry_error(StatusCode::BAD_GATEWAY, "UNKNOWN", "the test proxy cannot reach the upstream registry");
+            return registry_error(
+                StatusCode::BAD_GATEWAY,
+                "UNKNOWN",
+                "the test proxy cannot reach the upstream registry",
+            );
         }
     };
     if fault == Some(Fault::TruncatedBody) {
@@ -310,27 +327,43 @@ fn take_fault(faults: &mut VecDeque<ScheduledFault>, kind: PathKind) -> Option<F
     Some(fault)
 }
 
-async fn forward(shared: &Shared, kind: PathKind, request: Request) -> Result<Response, reqwest::Error> {
+async fn forward(
+    shared: &Shared,
+    kind: PathKind,
+    request: Request,
+) -> Result<Response, reqwest::Error> {
     let page_size = shared.settings().page_size;
-    if kind == PathKind::TagsList && request.method() == http::Method::GET {
-        if let Some(page_size) = page_size {
-            return page_tags(shared, request, page_size).await;
-        }
+    if kind == PathKind::TagsList
+        && request.method() == http::Method::GET
+        && let Some(page_size) = page_size
+    {
+        return page_tags(shared, request, page_size).await;
     }
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await.unwrap_or_default();
-    let path_and_query = parts.uri.path_and_query().map(|value| value.as_str()).unwrap_or("/");
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .unwrap_or_default();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|value| value.as_str())
+        .unwrap_or("/");
     let upstream = shared
         .http
-        .request(parts.method.clone(), format!("{}{path_and_query}", shared.upstream))
+        .request(
+            parts.method.clone(),
+            format!("{}{path_and_query}", shared.upstream),
+        )
         .headers(forwarded_headers(&parts.headers))
         .body(body)
         .send()
         .await?;
     let status = upstream.status();
     let mut headers = forwarded_headers(upstream.headers());
-    // Upload locations may be absolute URLs of the upstream; keep the client on the proxy.
-    if let Some(location) = headers.get(header::LOCATION).and_then(|value| value.to_str().ok())
+    // Upload locations may be absolute URLs of the upstream, so point them at the proxy.
+    if let Some(location) = headers
+        .get(header::LOCATION)
+        .and_then(|value| value.to_str().ok())
         && let Some(rest) = location.strip_prefix(&shared.upstream)
         && let Ok(value) = HeaderValue::from_str(&format!("{}{rest}", shared.public_url))
     {
@@ -351,7 +384,11 @@ struct TagList {
 }
 
 /// Serves one page of a tag list read whole from the upstream.
-async fn page_tags(shared: &Shared, request: Request, page_size: usize) -> Result<Response, reqwest::Error> {
+async fn page_tags(
+    shared: &Shared,
+    request: Request,
+    page_size: usize,
+) -> Result<Response, reqwest::Error> {
     let path = request.uri().path().to_owned();
     let query: HashMap<String, String> = request
         .uri()
@@ -380,12 +417,18 @@ async fn page_tags(shared: &Shared, request: Request, page_size: usize) -> Resul
         *response.headers_mut() = headers;
         return Ok(response);
     };
-    let requested = query.get("n").and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0);
+    let requested = query
+        .get("n")
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n > 0);
     let size = requested.map_or(page_size, |n| n.min(page_size));
     let mut tags = list.tags.unwrap_or_default();
     tags.sort();
     let after: Vec<String> = match query.get("last") {
-        Some(last) => tags.into_iter().filter(|tag| tag.as_str() > last.as_str()).collect(),
+        Some(last) => tags
+            .into_iter()
+            .filter(|tag| tag.as_str() > last.as_str())
+            .collect(),
         None => tags,
     };
     let more = after.len() > size;
@@ -396,9 +439,10 @@ async fn page_tags(shared: &Shared, request: Request, page_size: usize) -> Resul
     })
     .expect("a tag list encodes");
     let mut response = Response::new(Body::from(body));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if more && let Some(last) = page.last() {
         let next = format!("{path}?n={size}&last={last}");
         let link = match shared.settings().link_style {
@@ -412,7 +456,7 @@ async fn page_tags(shared: &Shared, request: Request, page_size: usize) -> Resul
     Ok(response)
 }
 
-/// Copies end-to-end headers; hop-by-hop headers and the length are the
+/// Copies end-to-end headers. Hop-by-hop headers and the length are the
 /// business of each connection.
 fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
     let mut forwarded = headers.clone();
@@ -436,9 +480,10 @@ fn registry_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "errors": [{ "code": code, "message": message }] });
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -446,7 +491,9 @@ fn registry_error(status: StatusCode, code: &str, message: &str) -> Response {
 /// stream so that the server closes the connection.
 async fn truncate(response: Response) -> Response {
     let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .unwrap_or_default();
     let declared = bytes.len().max(16);
     let half = bytes.slice(..bytes.len() / 2);
     // The pause lets the server flush the head and the first half before the
@@ -457,7 +504,9 @@ async fn truncate(response: Response) -> Response {
             Err(std::io::Error::other("body truncated by the test proxy"))
         }),
     );
-    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(declared));
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(declared));
     Response::from_parts(parts, Body::from_stream(chunks))
 }
 
@@ -468,14 +517,17 @@ mod tests {
     #[test]
     fn classifies_registry_paths() {
         assert_eq!(PathKind::of("/v2/"), PathKind::Base);
-        assert_eq!(PathKind::of("/v2/mojaloop/quoting-service/tags/list"), PathKind::TagsList);
+        assert_eq!(
+            PathKind::of("/v2/mojaloop/quoting-service/tags/list"),
+            PathKind::TagsList
+        );
         assert_eq!(PathKind::of("/v2/a/b/manifests/v1.0.0"), PathKind::Manifest);
         assert_eq!(PathKind::of("/v2/a/blobs/uploads/123"), PathKind::Blob);
         assert_eq!(PathKind::of("/metrics"), PathKind::Other);
     }
 
     #[test]
-    fn faults_are_used_up_in_order_and_by_kind() {
+    fn faults_apply_in_order_by_kind() {
         let mut faults = VecDeque::new();
         faults.push_back(ScheduledFault {
             fault: Fault::too_many_requests(1),
@@ -487,10 +539,19 @@ mod tests {
             kind: None,
             remaining: 1,
         });
-        assert_eq!(take_fault(&mut faults, PathKind::Manifest), Some(Fault::ServerError { status: 503 }));
+        assert_eq!(
+            take_fault(&mut faults, PathKind::Manifest),
+            Some(Fault::ServerError { status: 503 })
+        );
         assert_eq!(take_fault(&mut faults, PathKind::Manifest), None);
-        assert_eq!(take_fault(&mut faults, PathKind::TagsList), Some(Fault::too_many_requests(1)));
-        assert_eq!(take_fault(&mut faults, PathKind::TagsList), Some(Fault::too_many_requests(1)));
+        assert_eq!(
+            take_fault(&mut faults, PathKind::TagsList),
+            Some(Fault::too_many_requests(1))
+        );
+        assert_eq!(
+            take_fault(&mut faults, PathKind::TagsList),
+            Some(Fault::too_many_requests(1))
+        );
         assert_eq!(take_fault(&mut faults, PathKind::TagsList), None);
     }
 }

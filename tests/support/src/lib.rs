@@ -14,7 +14,7 @@
 //!  Registry::start_plain() ─┐
 //!  Registry::start_with_basic_auth() ─┤◄── seed::push_image()
 //!                           └◄── FaultProxy (pages, 429, stalls, 5xx, truncation)
-//!  SlackReceiver (records notices, answers ok, errors, rate limits or nothing)
+//!  SlackReceiver (records notices, replies ok, errors, rate limits or nothing)
 //! ```
 //!
 //! Every process binds to 127.0.0.1 on a free port and belongs to the value that
@@ -30,8 +30,8 @@
 
 pub mod cluster;
 mod error;
-mod pki;
 pub mod fault_proxy;
+mod pki;
 mod ports;
 mod process;
 pub mod registry;
@@ -39,9 +39,10 @@ pub mod seed;
 pub mod slack;
 pub mod tools;
 
-pub use cluster::Cluster;
+pub use cluster::{CertifiedKey, Cluster, ClusterOptions};
 pub use error::{Error, Result};
 pub use fault_proxy::FaultProxy;
+pub use process::KEEP_STACK_ENV;
 pub use registry::Registry;
 pub use slack::SlackReceiver;
 pub use tools::Tools;

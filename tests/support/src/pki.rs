@@ -4,7 +4,8 @@
 //! certificates of the admin and the controller-manager. The API server trusts
 //! that CA for client certificates, so the certificate subject is the user:
 //! the admin is in `system:masters`, and the controller-manager is the user
-//! `system:kube-controller-manager` that RBAC's bootstrap policy knows. A
+//! `system:kube-controller-manager`, to which RBAC's bootstrap policy grants
+//! its role. A
 //! separate P-256 key signs service-account tokens.
 
 use crate::{Error, Result};
@@ -47,21 +48,56 @@ impl Pki {
         };
         generate_key(&ca.key)?;
         openssl(&[
-            "req", "-x509", "-new", "-key", path(&ca.key), "-subj", "/CN=image-patch-test-ca",
-            "-days", "30", "-out", path(&ca.cert),
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            path(&ca.key),
+            "-subj",
+            "/CN=image-patch-test-ca",
+            "-days",
+            "30",
+            "-out",
+            path(&ca.cert),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
         ])?;
-        let apiserver = issue(dir, &ca, "apiserver", "/CN=kube-apiserver", "serverAuth", Some(APISERVER_SANS))?;
-        let admin = issue(dir, &ca, "admin", "/O=system:masters/CN=image-patch-test-admin", "clientAuth", None)?;
+        let apiserver = issue(
+            dir,
+            &ca,
+            "apiserver",
+            "/CN=kube-apiserver",
+            "serverAuth",
+            Some(APISERVER_SANS),
+        )?;
+        let admin = issue(
+            dir,
+            &ca,
+            "admin",
+            "/O=system:masters/CN=image-patch-test-admin",
+            "clientAuth",
+            None,
+        )?;
         let controller_manager = issue(
-            dir, &ca, "controller-manager", "/CN=system:kube-controller-manager", "clientAuth", None,
+            dir,
+            &ca,
+            "controller-manager",
+            "/CN=system:kube-controller-manager",
+            "clientAuth",
+            None,
         )?;
         let service_account_key = dir.join("service-account.key");
         let service_account_public_key = dir.join("service-account.pub");
         generate_key(&service_account_key)?;
         openssl(&[
-            "pkey", "-in", path(&service_account_key), "-pubout", "-out", path(&service_account_public_key),
+            "pkey",
+            "-in",
+            path(&service_account_key),
+            "-pubout",
+            "-out",
+            path(&service_account_public_key),
         ])?;
         Ok(Pki {
             ca,
@@ -74,23 +110,74 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// Issues a serving certificate for `hosts` (IP addresses or DNS names),
+    /// signed by the CA, as files `<name>.crt` and `<name>.key` in `dir`.
+    pub(crate) fn issue_serving(&self, dir: &Path, name: &str, hosts: &[&str]) -> Result<KeyPair> {
+        let sans = hosts
+            .iter()
+            .map(|host| {
+                if host.parse::<std::net::IpAddr>().is_ok() {
+                    format!("IP:{host}")
+                } else {
+                    format!("DNS:{host}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let common_name = hosts.first().copied().unwrap_or(name);
+        issue(
+            dir,
+            &self.ca,
+            name,
+            &format!("/CN={common_name}"),
+            "serverAuth",
+            Some(&sans),
+        )
+    }
+}
+
 fn path(path: &Path) -> &str {
     path.to_str().expect("temporary paths are UTF-8")
 }
 
 fn generate_key(key: &Path) -> Result<()> {
-    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path(key)])
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        path(key),
+    ])
 }
 
 /// Issues a certificate signed by `ca` with the extended key usage `usage`.
-fn issue(dir: &Path, ca: &KeyPair, name: &str, subject: &str, usage: &str, sans: Option<&str>) -> Result<KeyPair> {
+fn issue(
+    dir: &Path,
+    ca: &KeyPair,
+    name: &str,
+    subject: &str,
+    usage: &str,
+    sans: Option<&str>,
+) -> Result<KeyPair> {
     let pair = KeyPair {
         cert: dir.join(format!("{name}.crt")),
         key: dir.join(format!("{name}.key")),
     };
     generate_key(&pair.key)?;
     let csr = dir.join(format!("{name}.csr"));
-    openssl(&["req", "-new", "-key", path(&pair.key), "-subj", subject, "-out", path(&csr)])?;
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        path(&pair.key),
+        "-subj",
+        subject,
+        "-out",
+        path(&csr),
+    ])?;
     let extensions = dir.join(format!("{name}.ext"));
     let mut text = format!(
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n"
@@ -102,13 +189,27 @@ fn issue(dir: &Path, ca: &KeyPair, name: &str, subject: &str, usage: &str, sans:
         .map_err(|error| Error::io(format!("cannot write {}", extensions.display()), error))?;
     let serial = format!("0x{:016x}{:08x}", random_u64(), std::process::id());
     openssl(&[
-        "x509", "-req", "-in", path(&csr), "-CA", path(&ca.cert), "-CAkey", path(&ca.key),
-        "-set_serial", &serial, "-days", "30", "-extfile", path(&extensions), "-out", path(&pair.cert),
+        "x509",
+        "-req",
+        "-in",
+        path(&csr),
+        "-CA",
+        path(&ca.cert),
+        "-CAkey",
+        path(&ca.key),
+        "-set_serial",
+        &serial,
+        "-days",
+        "30",
+        "-extfile",
+        path(&extensions),
+        "-out",
+        path(&pair.cert),
     ])?;
     Ok(pair)
 }
 
-/// A serial-number ingredient that differs between certificates.
+/// Returns a serial-number ingredient that differs between certificates.
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
@@ -122,13 +223,16 @@ fn random_u64() -> u64 {
 }
 
 fn openssl(args: &[&str]) -> Result<()> {
-    let output = Command::new("openssl").args(args).output().map_err(|error| {
-        if error.kind() == std::io::ErrorKind::NotFound {
-            Error::ToolsMissing("openssl is missing: run tests/tools/install-deps.sh".into())
-        } else {
-            Error::io("cannot run openssl", error)
-        }
-    })?;
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .map_err(|error| {
+            if error.kind() == std::io::ErrorKind::NotFound {
+                Error::ToolsMissing("openssl is missing: run tests/tools/install-deps.sh".into())
+            } else {
+                Error::io("cannot run openssl", error)
+            }
+        })?;
     if output.status.success() {
         Ok(())
     } else {

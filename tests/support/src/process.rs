@@ -2,7 +2,7 @@
 //!
 //! Each process is spawned by one long-lived thread, in a process group of its
 //! own, with stdout and stderr appended to a log file. In the child, before
-//! `exec`, `PR_SET_PDEATHSIG` asks the kernel to send `SIGKILL` when the
+//! `exec`, `PR_SET_PDEATHSIG` makes the kernel send `SIGKILL` when the
 //! spawning thread ends. That thread lives as long as the test binary, so a test
 //! binary that is interrupted or killed takes its processes along, even those
 //! held in a `static` whose `Drop` never runs.
@@ -72,17 +72,17 @@ impl ManagedProcess {
         })
     }
 
-    /// The component name given at spawn.
+    /// Returns the component name given at spawn.
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
-    /// The process id, until the process is stopped.
+    /// Returns the process id, until the process is stopped.
     pub(crate) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
-    /// The log file that receives the process's stdout and stderr.
+    /// Returns the log file that receives the process's stdout and stderr.
     pub(crate) fn log(&self) -> &Path {
         &self.log
     }
@@ -207,4 +207,49 @@ fn spawn_from_keeper_thread(command: Command) -> std::io::Result<Child> {
     result
         .recv()
         .map_err(|_| std::io::Error::other("the process spawner thread is gone"))?
+}
+
+/// The environment variable that keeps state directories and logs after the
+/// stack stops.
+pub const KEEP_STACK_ENV: &str = "IPC_KEEP_STACK";
+
+/// Returns whether `IPC_KEEP_STACK` is set to keep state directories.
+pub(crate) fn keep_stack() -> bool {
+    std::env::var_os(KEEP_STACK_ENV).is_some_and(|value| !value.is_empty() && value != "0")
+}
+
+/// Directories and process groups that the exit handler cleans up.
+static AT_EXIT: std::sync::Mutex<Vec<(PathBuf, Vec<u32>)>> = std::sync::Mutex::new(Vec::new());
+
+/// Kills the process groups of `pids` and removes `dir` when the test binary
+/// exits normally, for stacks held in a `static` that is never dropped.
+pub(crate) fn remove_at_exit(dir: PathBuf, pids: Vec<u32>) {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    AT_EXIT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push((dir, pids));
+    REGISTERED.call_once(|| {
+        // SAFETY: the handler is a plain function that lives for the whole program.
+        unsafe {
+            libc::atexit(clean_up_at_exit);
+        }
+    });
+}
+
+extern "C" fn clean_up_at_exit() {
+    let Ok(entries) = AT_EXIT.lock() else {
+        return;
+    };
+    for (dir, pids) in entries.iter() {
+        for pid in pids {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(-(*pid as libc::pid_t), libc::SIGKILL);
+            }
+        }
+        if !keep_stack() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! with filesystem storage in a temporary directory, plain or with basic auth.
 //!
 //! distribution 2.8 returns a repository's whole tag list and ignores the `n`
-//! and `last` parameters; put a [`crate::FaultProxy`] in front of it to test
+//! and `last` parameters. Put a [`crate::FaultProxy`] in front of it to test
 //! paging.
 
 use crate::ports::free_port;
@@ -14,9 +14,9 @@ use std::process::Command;
 use std::time::Duration;
 use tempfile::TempDir;
 
-/// How long the registry may take to answer `/v2/`.
+/// How long the registry may take to respond to `/v2/`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Cost of the bcrypt hash in the htpasswd file; the lowest keeps tests fast.
+/// Cost of the bcrypt hash in the htpasswd file. The lowest keeps tests fast.
 const BCRYPT_COST: u32 = 4;
 
 /// A running `docker-registry`, stopped on drop.
@@ -41,6 +41,10 @@ impl Registry {
 
     #[tracing::instrument(skip_all, fields(auth = credentials.is_some()))]
     async fn start(credentials: Option<(String, String)>) -> Result<Registry> {
+        crate::ports::retry_on_port_conflict(|| Registry::start_once(credentials.clone())).await
+    }
+
+    async fn start_once(credentials: Option<(String, String)>) -> Result<Registry> {
         let binary = Tools::docker_registry()?;
         let dir = tempfile::Builder::new()
             .prefix("ipc-registry-")
@@ -58,11 +62,16 @@ impl Registry {
             storage = root.join("storage").display(),
         );
         if let Some((user, password)) = &credentials {
-            let hash = bcrypt::hash(password, BCRYPT_COST)
-                .map_err(|error| Error::io("cannot hash the registry password", std::io::Error::other(error)))?;
+            let hash = bcrypt::hash(password, BCRYPT_COST).map_err(|error| {
+                Error::io(
+                    "cannot hash the registry password",
+                    std::io::Error::other(error),
+                )
+            })?;
             let htpasswd = root.join("htpasswd");
-            std::fs::write(&htpasswd, format!("{user}:{hash}\n"))
-                .map_err(|error| Error::io(format!("cannot write {}", htpasswd.display()), error))?;
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).map_err(|error| {
+                Error::io(format!("cannot write {}", htpasswd.display()), error)
+            })?;
             config.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: image-patch-test\n    path: {}\n",
                 htpasswd.display()
@@ -73,9 +82,15 @@ impl Registry {
             .map_err(|error| Error::io(format!("cannot write {}", config_path.display()), error))?;
         let mut command = Command::new(binary);
         command.arg("serve").arg(&config_path);
-        let name = if credentials.is_some() { "docker-registry (basic auth)" } else { "docker-registry" };
+        let name = if credentials.is_some() {
+            "docker-registry (basic auth)"
+        } else {
+            "docker-registry"
+        };
         let mut process = ManagedProcess::spawn(name, command, &root.join("registry.log"))?;
-        let probe = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let probe = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
         let url = format!("http://{address}/v2/");
         let expected = if credentials.is_some() { 401 } else { 200 };
         process
@@ -91,18 +106,18 @@ impl Registry {
         })
     }
 
-    /// The registry's `host:port`, for image references such as
+    /// Returns the registry's `host:port`, for image references such as
     /// `127.0.0.1:5000/mojaloop/quoting-service:v10.4.0`.
     pub fn address(&self) -> &str {
         &self.address
     }
 
-    /// The registry's base URL, `http://host:port`.
+    /// Returns the registry's base URL, `http://host:port`.
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
     }
 
-    /// The user name and password, if the registry requires basic auth.
+    /// Returns the user name and password, if the registry requires basic auth.
     pub fn credentials(&self) -> Option<(&str, &str)> {
         self.credentials
             .as_ref()
@@ -117,7 +132,7 @@ impl Registry {
         }
     }
 
-    /// The registry's process id.
+    /// Returns the registry's process id.
     pub fn pid(&self) -> Option<u32> {
         self.process.pid()
     }
@@ -132,7 +147,7 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.process.stop();
         if let Some(dir) = self.dir.take()
-            && std::thread::panicking()
+            && (std::thread::panicking() || crate::process::keep_stack())
         {
             eprintln!("registry storage and log kept in {}", dir.keep().display());
         }

@@ -1,6 +1,6 @@
 //! Seeding registries with small real images.
 //!
-//! Each pushed image is an OCI image with one uncompressed layer that holds a
+//! Each pushed image is an OCI image with one uncompressed layer that contains a
 //! single file, `image-patch-test/reference`, whose content is the repository
 //! and tag. Every tag thus gets its own layer, config and manifest, and so its
 //! own digest, like a real re-release of an image would.
@@ -26,12 +26,24 @@ pub fn http_client() -> Client {
 /// Pushes one small image per tag to `repository` at `registry` (`host:port`)
 /// and returns the manifest digests in the order of `tags`.
 #[tracing::instrument(skip(auth))]
-pub async fn push_image(registry: &str, repository: &str, tags: &[&str], auth: &RegistryAuth) -> Result<Vec<Digest>> {
+pub async fn push_image(
+    registry: &str,
+    repository: &str,
+    tags: &[&str],
+    auth: &RegistryAuth,
+) -> Result<Vec<Digest>> {
     let client = http_client();
     let mut digests = Vec::with_capacity(tags.len());
     for tag in tags {
-        let reference = Reference::with_tag(registry.to_owned(), repository.to_owned(), (*tag).to_owned());
-        let layer_tar = tar_with_file("image-patch-test/reference", format!("{repository}:{tag}\n").as_bytes());
+        let reference = Reference::with_tag(
+            registry.to_owned(),
+            repository.to_owned(),
+            (*tag).to_owned(),
+        );
+        let layer_tar = tar_with_file(
+            "image-patch-test/reference",
+            format!("{repository}:{tag}\n").as_bytes(),
+        );
         let diff_id = format!("sha256:{}", hex(&Sha256::digest(&layer_tar)));
         let config = serde_json::json!({
             "architecture": "amd64",
@@ -41,7 +53,9 @@ pub async fn push_image(registry: &str, repository: &str, tags: &[&str], auth: &
         });
         let config = Config::oci_v1(serde_json::to_vec(&config).expect("JSON encodes"), None);
         let layer = ImageLayer::oci_v1(layer_tar, None);
-        client.push(&reference, &[layer], config, auth, None).await?;
+        client
+            .push(&reference, &[layer], config, auth, None)
+            .await?;
         let digest = client.fetch_manifest_digest(&reference, auth).await?;
         tracing::debug!(%reference, %digest, "pushed");
         digests.push(digest);
@@ -50,9 +64,19 @@ pub async fn push_image(registry: &str, repository: &str, tags: &[&str], auth: &
 }
 
 /// Lists the tags of `repository` at `registry`, as the registry returns them.
-pub async fn list_tags(registry: &str, repository: &str, auth: &RegistryAuth) -> Result<Vec<String>> {
-    let reference = Reference::with_tag(registry.to_owned(), repository.to_owned(), "latest".to_owned());
-    let response = http_client().list_tags(&reference, auth, None, None).await?;
+pub async fn list_tags(
+    registry: &str,
+    repository: &str,
+    auth: &RegistryAuth,
+) -> Result<Vec<String>> {
+    let reference = Reference::with_tag(
+        registry.to_owned(),
+        repository.to_owned(),
+        "latest".to_owned(),
+    );
+    let response = http_client()
+        .list_tags(&reference, auth, None, None)
+        .await?;
     Ok(response.tags)
 }
 
@@ -60,7 +84,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// Builds a POSIX ustar archive that holds one regular file.
+/// Builds a POSIX ustar archive that contains one regular file.
 fn tar_with_file(path: &str, contents: &[u8]) -> Vec<u8> {
     const BLOCK: usize = 512;
     let mut header = [0u8; BLOCK];

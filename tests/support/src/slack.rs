@@ -1,9 +1,9 @@
 //! A stand-in for Slack's incoming webhooks on loopback.
 //!
-//! It records every POSTed body and replies like Slack does: `200` with the
-//! body `ok`, unless replies are scheduled for the next requests: a `500`, a
-//! `429` with `Retry-After`, another status and body such as `404 no_service`,
-//! or no reply at all until the client gives up.
+//! It records every POSTed body and replies as Slack does, with `200` and the
+//! body `ok`. Tests can schedule other replies for the next requests: a `500`,
+//! a `429` with `Retry-After`, another status and body such as
+//! `404 no_service`, or no reply at all until the client gives up.
 
 use crate::{Error, Result};
 use axum::body::Body;
@@ -56,12 +56,12 @@ pub struct ReceivedMessage {
 }
 
 impl ReceivedMessage {
-    /// The message's `text` field, if it has one.
+    /// Returns the message's `text` field, if it has one.
     pub fn text(&self) -> Option<&str> {
         self.json.get("text").and_then(|text| text.as_str())
     }
 
-    /// Whether the receiver confirmed delivery with `200 ok`.
+    /// Returns whether the receiver confirmed delivery with `200 ok`.
     pub fn delivered(&self) -> bool {
         self.status == Some(200)
     }
@@ -82,7 +82,9 @@ struct Shared {
 
 impl Shared {
     fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
-        self.settings.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.settings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -104,7 +106,12 @@ impl SlackReceiver {
     pub async fn start_on(address: &str) -> Result<SlackReceiver> {
         let listener = tokio::net::TcpListener::bind(address)
             .await
-            .map_err(|error| Error::io(format!("cannot bind the Slack receiver to {address}"), error))?;
+            .map_err(|error| {
+                Error::io(
+                    format!("cannot bind the Slack receiver to {address}"),
+                    error,
+                )
+            })?;
         let address = listener
             .local_addr()
             .map_err(|error| Error::io("cannot read the Slack receiver's address", error))?
@@ -116,7 +123,9 @@ impl SlackReceiver {
             events,
             shutdown: shutdown.clone(),
         });
-        let router = axum::Router::new().fallback(receive).with_state(shared.clone());
+        let router = axum::Router::new()
+            .fallback(receive)
+            .with_state(shared.clone());
         let mut stop = shutdown;
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -135,24 +144,27 @@ impl SlackReceiver {
         })
     }
 
-    /// The webhook URL to configure in the scanner.
+    /// Returns the webhook URL to configure in the scanner.
     pub fn url(&self) -> String {
         format!("http://{}{WEBHOOK_PATH}", self.address)
     }
 
-    /// The receiver's `host:port`.
+    /// Returns the receiver's `host:port`.
     pub fn address(&self) -> &str {
         &self.address
     }
 
-    /// Every request received so far, in order, whatever the reply was.
+    /// Returns every request received so far, in order, whatever the reply was.
     pub fn messages(&self) -> Vec<ReceivedMessage> {
         self.shared.settings().messages.clone()
     }
 
-    /// The requests that were answered with `200 ok`.
+    /// Returns the requests that received `200 ok`.
     pub fn delivered(&self) -> Vec<ReceivedMessage> {
-        self.messages().into_iter().filter(ReceivedMessage::delivered).collect()
+        self.messages()
+            .into_iter()
+            .filter(ReceivedMessage::delivered)
+            .collect()
     }
 
     /// Forgets the recorded requests.
@@ -179,7 +191,11 @@ impl SlackReceiver {
     }
 
     /// Waits until at least `count` requests have been recorded and returns all.
-    pub async fn wait_for_messages(&self, count: usize, timeout: Duration) -> Result<Vec<ReceivedMessage>> {
+    pub async fn wait_for_messages(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<ReceivedMessage>> {
         crate::cluster::wait_for(&format!("{count} Slack messages"), timeout, || async {
             self.shared.settings().messages.len() >= count
         })
@@ -226,19 +242,31 @@ async fn receive(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     };
     let (status, body) = match reply {
         Reply::Ok => (StatusCode::OK, "ok".to_owned()),
-        Reply::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error".to_owned()),
-        Reply::RateLimited { retry_after_seconds } => {
-            let mut response = text_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited".to_owned());
+        Reply::ServerError => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error".to_owned(),
+        ),
+        Reply::RateLimited {
+            retry_after_seconds,
+        } => {
+            let mut response =
+                text_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited".to_owned());
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
             return response;
         }
-        Reply::Status { status, body } => (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), body),
+        Reply::Status { status, body } => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            body,
+        ),
         Reply::Stall => {
             let mut shutdown = shared.shutdown.clone();
             let _ = shutdown.changed().await;
-            (StatusCode::SERVICE_UNAVAILABLE, "receiver stopped".to_owned())
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "receiver stopped".to_owned(),
+            )
         }
     };
     text_response(status, body)

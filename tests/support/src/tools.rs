@@ -4,7 +4,7 @@
 //! kubectl, etcd, helm3 and helm4 at the versions of `tests/tools/versions.env`
 //! into a cache directory outside the work tree. [`Tools::locate`] finds that
 //! directory with `build.sh --check`, which never builds: a test that needs the
-//! tools fails with a message that says how to build them. The environment
+//! tools fails with a message that tells how to build them. The environment
 //! variable `IPC_TOOLS_DIR` names another directory with the same binaries.
 //!
 //! The registries come from Debian's `docker-registry` package
@@ -56,37 +56,37 @@ impl Tools {
         Ok(Tools { dir })
     }
 
-    /// The directory that holds the binaries.
+    /// Returns the directory that contains the binaries.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// The path of `kube-apiserver`.
+    /// Returns the path of `kube-apiserver`.
     pub fn kube_apiserver(&self) -> PathBuf {
         self.dir.join("kube-apiserver")
     }
 
-    /// The path of `kube-controller-manager`.
+    /// Returns the path of `kube-controller-manager`.
     pub fn kube_controller_manager(&self) -> PathBuf {
         self.dir.join("kube-controller-manager")
     }
 
-    /// The path of `kubectl`, built from the same release as the API server.
+    /// Returns the path of `kubectl`, built from the same release as the API server.
     pub fn kubectl(&self) -> PathBuf {
         self.dir.join("kubectl")
     }
 
-    /// The path of `etcd`.
+    /// Returns the path of `etcd`.
     pub fn etcd(&self) -> PathBuf {
         self.dir.join("etcd")
     }
 
-    /// The path of the Helm 3 binary.
+    /// Returns the path of the Helm 3 binary.
     pub fn helm3(&self) -> PathBuf {
         self.dir.join("helm3")
     }
 
-    /// The path of the Helm 4 binary.
+    /// Returns the path of the Helm 4 binary.
     pub fn helm4(&self) -> PathBuf {
         self.dir.join("helm4")
     }
@@ -106,7 +106,7 @@ impl Tools {
         }
     }
 
-    /// The directory of the repository's `tests/tools`.
+    /// Returns the directory of the repository's `tests/tools`.
     pub fn source_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools")
     }
@@ -129,8 +129,8 @@ fn locate_dir() -> Result<PathBuf> {
     if !output.status.success() || last_line.is_empty() {
         return Err(Error::ToolsMissing(format!(
             "the test stack's tools are not built: run tests/tools/build.sh once \
-             (it builds Kubernetes, etcd and Helm from the Go module proxy, about half an hour on 2 cores), \
-             or set {TOOLS_DIR_ENV} to a directory that holds {}. build.sh --check said: {}",
+             (it builds Kubernetes, etcd and Helm from the Go module proxy, about 15 minutes on 2 cores), \
+             or set {TOOLS_DIR_ENV} to a directory that contains {}. Output of build.sh --check: {}",
             BINARIES.join(", "),
             String::from_utf8_lossy(&output.stderr).trim()
         )));

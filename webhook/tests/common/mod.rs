@@ -1,6 +1,7 @@
-//! Fixtures shared by the integration tests: AdmissionReview requests shaped like those
-//! kube-apiserver sends (in `reviews/`, one a handled kind, with the API server's defaults
-//! filled in), an approvals document, and helpers to call the router and apply its patch.
+//! Fixtures shared by the integration tests: AdmissionReview requests recorded from
+//! kube-apiserver v1.36 of the local test stack (in `reviews/`, one a handled kind, plus a
+//! Deployment UPDATE and a Pod `ephemeralcontainers` UPDATE), an approvals document, and
+//! helpers to call the router and apply its patch.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -89,7 +90,7 @@ pub fn image_of(object: &Value, kind: &str, list: &str, container: &str) -> Stri
     entry["image"].as_str().unwrap().to_owned()
 }
 
-/// App state whose store holds `approvals`.
+/// Builds app state whose store contains `approvals`.
 pub fn state_with(approvals: &str) -> AppState {
     let state = AppState::new(Arc::new(Metrics::new()));
     state
@@ -99,7 +100,7 @@ pub fn state_with(approvals: &str) -> AppState {
     state
 }
 
-/// Router whose store holds [`APPROVALS`].
+/// Builds a router whose store contains [`APPROVALS`].
 pub fn router() -> Router {
     routes::router(state_with(APPROVALS))
 }
@@ -118,13 +119,13 @@ pub async fn post(router: &Router, path: &str, body: impl Into<Body>) -> (Status
     (status, bytes.to_vec())
 }
 
-/// Sends a review to `/mutate`, checks it was answered with an AdmissionReview, and returns
-/// the response part.
+/// Sends a review to `/mutate`, checks that the response is an AdmissionReview, and returns
+/// its `response` part.
 pub async fn mutate(router: &Router, review: &Value) -> Value {
     send_review(router, "/mutate", review).await
 }
 
-/// Sends a review to `path` and returns the response part of the AdmissionReview answer.
+/// Sends a review to `path` and returns the `response` part of the AdmissionReview.
 pub async fn send_review(router: &Router, path: &str, review: &Value) -> Value {
     let (status, body) = post(router, path, serde_json::to_vec(review).unwrap()).await;
     assert_eq!(
@@ -163,7 +164,7 @@ pub fn apply(review: &Value, response: &Value) -> Value {
     object
 }
 
-/// The response's warnings.
+/// Returns the response's warnings.
 pub fn warnings(response: &Value) -> Vec<String> {
     response
         .get("warnings")

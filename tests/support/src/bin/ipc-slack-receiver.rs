@@ -9,7 +9,7 @@ use testsupport::slack::{Reply, SlackReceiver};
 #[derive(Parser)]
 #[command(version)]
 struct Options {
-    /// Address to listen on; port 0 takes a free port.
+    /// Address to listen on. Port 0 takes a free port.
     #[arg(long, env = "IPC_SLACK_RECEIVER_ADDR", default_value = "127.0.0.1:0")]
     addr: String,
     /// File to write the webhook URL to once listening.
@@ -30,7 +30,9 @@ async fn main() -> anyhow::Result<()> {
     let receiver = SlackReceiver::start_on(&options.addr).await?;
     match options.status {
         None | Some(200) => {}
-        Some(429) => receiver.set_default_reply(Reply::RateLimited { retry_after_seconds: 1 }),
+        Some(429) => receiver.set_default_reply(Reply::RateLimited {
+            retry_after_seconds: 1,
+        }),
         Some(status) => receiver.set_default_reply(Reply::Status {
             status,
             body: "error".into(),
@@ -38,7 +40,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let url = receiver.url();
     if let Some(path) = &options.url_file {
-        std::fs::write(path, format!("{url}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, format!("{url}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     println!("listening: {url}");
     let mut messages = receiver.subscribe();

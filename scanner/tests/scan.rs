@@ -1,0 +1,279 @@
+//! Scans on the local test stack: a real kube-apiserver, Debian's docker-registry behind
+//! the fault proxy, and the Slack receiver. The scanner runs as its own service account
+//! with the RBAC of `manifests/scanner`.
+
+mod common;
+
+use common::{MOJALOOP, OTHER, delivered_text, row};
+use scanner::report::Status;
+use testsupport::fault_proxy::{LinkStyle, PathKind};
+
+const QUOTING: &str = "mojaloop/quoting-service";
+
+#[tokio::test]
+async fn shared_repository_read_once() {
+    let stack = common::start(false).await;
+    // Lexical order puts v10.4.0.10-patch before v10.4.0.2-patch: out of version order.
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch", "v10.4.0.2-patch", "v10.4.0.10-patch", "v10.5.0"]).await;
+    let running = stack.image(QUOTING, "v10.4.0");
+    stack.deployment(MOJALOOP, "quoting-service", &[("quoting-service", &running)], &[], &[]).await;
+    stack.deployment(MOJALOOP, "quoting-service-handler", &[("handler", &running)], &[], &[]).await;
+    stack.daemon_set(MOJALOOP, "quoting-agent", &running).await;
+    stack.deployment(OTHER, "not-opted-in", &[("app", &running)], &[], &[]).await;
+    stack.proxy.set_page_size(Some(2));
+    stack.proxy.reset_counters();
+
+    let report = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(stack.proxy.requests(PathKind::TagsList), 3, "one listing of three pages");
+    assert_eq!(report.namespaces, [MOJALOOP]);
+    assert_eq!(report.rows.len(), 3, "{:#?}", report.rows);
+    let first = row(&report, "Deployment", "quoting-service", "quoting-service");
+    assert_eq!(first.status, Status::PatchAvailable);
+    assert_eq!(first.newest_patch.as_deref(), Some("v10.4.0.10-patch"));
+    assert!(first.digest.as_deref().is_some_and(|digest| digest.starts_with("sha256:")));
+    let delivered = stack.slack.delivered();
+    assert_eq!(delivered.len(), 1);
+    let text = delivered_text(&stack.slack);
+    assert_eq!(text.matches("→ `v10.4.0.10-patch`").count(), 1, "{text}");
+    assert!(text.contains("mojaloop/Deployment/quoting-service,"), "{text}");
+    assert!(text.contains("mojaloop/Deployment/quoting-service-handler,"), "{text}");
+    assert!(text.contains("mojaloop/DaemonSet/quoting-agent,"), "{text}");
+    assert!(!text.contains("not-opted-in"), "{text}");
+    assert!(text.contains("test-hub"), "{text}");
+    let announced = stack.announced().await;
+    assert_eq!(announced, [format!("{}/{QUOTING}:v10.4.0.10-patch", stack.proxy.address())]);
+    let stored = stack.config_map_data("image-patch-report", "report.json").await.expect("report stored");
+    assert!(stored.contains("\"patch available\""));
+}
+
+#[tokio::test]
+async fn newer_patch_on_third_page_bare_link() {
+    let stack = common::start(false).await;
+    let repository = "mojaloop/account-lookup-service";
+    // Snapshots sort before patches, so the only patch is on the third page of two tags.
+    stack.seed(repository, &["v1.0.0", "v1.0.0-snapshot.1", "v1.0.0-snapshot.2", "v1.0.0-snapshot.3", "v1.0.0.1-patch"]).await;
+    stack.deployment(MOJALOOP, "als", &[("als", &stack.image(repository, "v1.0.0"))], &[], &[]).await;
+    stack.proxy.set_page_size(Some(2));
+    stack.proxy.set_link_style(LinkStyle::Bare);
+    stack.proxy.reset_counters();
+
+    let report = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(stack.proxy.requests(PathKind::TagsList), 3);
+    let als = row(&report, "Deployment", "als", "als");
+    assert_eq!(als.status, Status::PatchAvailable);
+    assert_eq!(als.newest_patch.as_deref(), Some("v1.0.0.1-patch"));
+}
+
+#[tokio::test]
+async fn statuses_of_pinned_running_patch_and_latest() {
+    let stack = common::start(false).await;
+    let digests = stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch", "latest"]).await;
+    let pinned = format!("{}/{QUOTING}@{}", stack.proxy.address(), digests[0]);
+    stack.deployment(MOJALOOP, "pinned", &[("app", &pinned)], &[], &[]).await;
+    stack
+        .deployment(MOJALOOP, "patched", &[("app", &stack.image(QUOTING, "v10.4.0.1-patch"))], &[("init", &stack.image(QUOTING, "v10.4.0"))], &[])
+        .await;
+    stack.cron_job(MOJALOOP, "nightly", &stack.image(QUOTING, "latest")).await;
+    stack.pod(MOJALOOP, "debug", &stack.image(QUOTING, "v10.4.0")).await;
+
+    let report = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(row(&report, "Deployment", "pinned", "app").status, Status::PinnedByDigest);
+    assert_eq!(row(&report, "Deployment", "patched", "app").status, Status::UpToDate);
+    assert_eq!(row(&report, "Deployment", "patched", "init").status, Status::PatchAvailable);
+    assert_eq!(row(&report, "CronJob", "nightly", "nightly").status, Status::NotPatchVersioned);
+    assert_eq!(row(&report, "Pod", "debug", "debug").status, Status::PatchAvailable);
+    // The Deployment's own pods, owned by a ReplicaSet, are not workloads of their own.
+    assert!(report.rows.iter().all(|row| row.workload.kind.to_string() != "Pod" || row.workload.name == "debug"));
+}
+
+#[tokio::test]
+async fn registry_faults_are_unknown_not_up_to_date() {
+    let stack = common::start(false).await;
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch", "v10.4.0.2-patch"]).await;
+    stack.seed("mojaloop/central-ledger", &["v17.0.0", "v17.0.0.1-patch", "v17.0.0.2-patch", "v17.0.0.3-patch"]).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let down = format!("{closed}/mojaloop/ml-api-adapter:v14.0.0");
+    stack.deployment(MOJALOOP, "adapter", &[("adapter", &down)], &[], &[]).await;
+    stack.deployment(MOJALOOP, "quoting", &[("app", &stack.image(QUOTING, "v10.4.0"))], &[], &[]).await;
+    stack.deployment(MOJALOOP, "ledger", &[("app", &stack.image("mojaloop/central-ledger", "v17.0.0"))], &[], &[]).await;
+    stack.proxy.set_page_size(Some(2));
+    // The first tag-list request gets a 429 with Retry-After 1 and is retried; a later
+    // page is cut short on every attempt.
+    stack.proxy.inject_for(PathKind::TagsList, testsupport::fault_proxy::Fault::too_many_requests(1), 1);
+
+    let report = stack.scan(&[&format!("--insecure-registry={closed}")]).await.unwrap();
+    let rate_limited_then_ok = report.rows.iter().filter(|row| row.status == Status::PatchAvailable).count();
+
+    assert_eq!(row(&report, "Deployment", "adapter", "adapter").status, Status::RegistryError);
+    assert_eq!(rate_limited_then_ok, 2, "{:#?}", report.rows);
+    assert!(report.registry_errors.keys().any(|key| key.contains("ml-api-adapter")), "{:?}", report.registry_errors);
+
+    stack.proxy.inject_for(PathKind::TagsList, testsupport::fault_proxy::Fault::TruncatedBody, 100);
+    let truncated = stack.scan(&["--registry-attempts=2"]).await.unwrap();
+
+    assert_eq!(row(&truncated, "Deployment", "quoting", "app").status, Status::RegistryError);
+    assert_eq!(row(&truncated, "Deployment", "ledger", "app").status, Status::RegistryError);
+
+    stack.proxy.clear_faults();
+    stack
+        .proxy
+        .inject_for(PathKind::TagsList, testsupport::fault_proxy::Fault::Stall { duration: std::time::Duration::from_secs(5) }, 100);
+    let stalled = stack.scan(&["--registry-attempts=1", "--registry-timeout=0.5"]).await.unwrap();
+
+    assert_eq!(row(&stalled, "Deployment", "quoting", "app").status, Status::RegistryError);
+    assert!(stalled.registry_errors.values().any(|error| error.contains("timed out")), "{:?}", stalled.registry_errors);
+}
+
+#[tokio::test]
+async fn slack_failure_then_recovery_announces_once() {
+    let stack = common::start(false).await;
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    stack.deployment(MOJALOOP, "quoting", &[("app", &stack.image(QUOTING, "v10.4.0"))], &[], &[]).await;
+    stack.slack.reply_next(testsupport::slack::Reply::ServerError, 1);
+    stack.slack.reply_next(testsupport::slack::Reply::RateLimited { retry_after_seconds: 0 }, 1);
+
+    let failed = stack.scan(&[]).await.unwrap();
+
+    assert!(failed.notice.error.is_some());
+    assert!(failed.notice.announced.is_empty());
+    assert!(stack.announced().await.is_empty());
+    assert!(stack.slack.delivered().is_empty());
+
+    let recovered = stack.scan(&[]).await.unwrap();
+    let again = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(recovered.notice.announced.len(), 1);
+    assert!(again.notice.announced.is_empty());
+    assert_eq!(stack.slack.delivered().len(), 1);
+    assert_eq!(stack.announced().await.len(), 1);
+}
+
+#[tokio::test]
+async fn racing_scans_announce_once() {
+    let stack = common::start(false).await;
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    stack.seed("mojaloop/central-ledger", &["v17.0.0", "v17.0.0.1-patch"]).await;
+    stack.deployment(MOJALOOP, "quoting", &[("app", &stack.image(QUOTING, "v10.4.0"))], &[], &[]).await;
+    stack.deployment(MOJALOOP, "ledger", &[("app", &stack.image("mojaloop/central-ledger", "v17.0.0"))], &[], &[]).await;
+
+    let (first, second) = tokio::join!(stack.scan(&[]), stack.scan(&[]));
+
+    let announced = first.unwrap().notice.announced.len() + second.unwrap().notice.announced.len();
+    assert_eq!(announced, 2);
+    let text = delivered_text(&stack.slack);
+    assert_eq!(text.matches("→ `v10.4.0.1-patch`").count(), 1, "{text}");
+    assert_eq!(text.matches("→ `v17.0.0.1-patch`").count(), 1, "{text}");
+    assert_eq!(stack.announced().await.len(), 2);
+}
+
+#[tokio::test]
+async fn broken_approval_entry_and_rollout() {
+    let stack = common::start(true).await;
+    let digests = stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch", "v10.4.0.2-patch"]).await;
+    let repository = format!("{}/{QUOTING}", stack.proxy.address());
+    let document = format!(
+        "approvals:\n  - image: {repository}\n    version: v10.4.0\n    patch: v10.4.0.2-patch\n    digest: {}\n  - image: {repository}-typo\n    version: v1.0.0\n    patch: v1.0.0.1-patch\n    aproved: me\n",
+        digests[2]
+    );
+    stack.set_approvals(&document).await;
+    let running = stack.image(QUOTING, "v10.4.0");
+    stack.deployment(MOJALOOP, "quoting", &[("app", &running)], &[("init", &running)], &[]).await;
+    stack.deployment(OTHER, "outside", &[("app", &running)], &[], &[]).await;
+
+    let report_only = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(report_only.approval_errors.len(), 1, "{:?}", report_only.approval_errors);
+    assert!(report_only.approval_errors[0].contains("approvals[1]"));
+    assert_eq!(row(&report_only, "Deployment", "quoting", "app").status, Status::Approved);
+
+    let rolled = stack.scan(&["--rollout=patch"]).await.unwrap();
+
+    assert_eq!(row(&rolled, "Deployment", "quoting", "app").status, Status::RolledOut);
+    assert_eq!(row(&rolled, "Deployment", "quoting", "init").status, Status::RolledOut);
+    let expected = format!("{repository}:v10.4.0.2-patch@{}", digests[2]);
+    let images = stack.deployment_images(MOJALOOP, "quoting").await;
+    assert_eq!(images["app"], expected);
+    assert_eq!(images["init"], expected);
+    assert_eq!(stack.deployment_images(OTHER, "outside").await["app"], running);
+    assert!(delivered_text(&stack.slack).contains("mojaloop/Deployment/quoting patched"));
+}
+
+#[tokio::test]
+async fn auto_policy_approves_and_announces() {
+    let stack = common::start(false).await;
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    stack.set_approvals(&format!("policies:\n  - image: {}/mojaloop/*\n    mode: auto\n", stack.proxy.address())).await;
+    stack.deployment(MOJALOOP, "quoting", &[("app", &stack.image(QUOTING, "v10.4.0"))], &[], &[]).await;
+
+    let report = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(report.auto_approved.len(), 1);
+    assert_eq!(row(&report, "Deployment", "quoting", "app").status, Status::Approved);
+    let document = stack.config_map_data("image-patch-approvals", "approvals.yaml").await.unwrap();
+    assert!(document.contains("patch: v10.4.0.1-patch"), "{document}");
+    assert!(document.contains("approvedBy: image-patch-scanner (policy mode auto for"), "{document}");
+    assert!(delivered_text(&stack.slack).contains("Approved automatically"));
+}
+
+#[tokio::test]
+async fn basic_auth_registry_with_pull_secret() {
+    let stack = common::start(false).await;
+    let private = testsupport::Registry::start_with_basic_auth("hub", "hub-password").await.unwrap();
+    testsupport::seed::push_image(private.address(), QUOTING, &["v10.4.0", "v10.4.0.1-patch"], &private.auth()).await.unwrap();
+    let auth = base64_encode("hub:hub-password");
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "hub-pull", "namespace": MOJALOOP},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, private.address())},
+    }))
+    .unwrap();
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(stack.admin.clone(), MOJALOOP)
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
+    let image = format!("{}/{QUOTING}:v10.4.0", private.address());
+    stack.deployment(MOJALOOP, "with-secret", &[("app", &image)], &[], &["hub-pull"]).await;
+    stack.deployment(MOJALOOP, "without-secret", &[("app", &image)], &[], &[]).await;
+
+    let report = stack.scan(&[&format!("--insecure-registry={}", private.address())]).await.unwrap();
+
+    // One tag list per repository: the credentials of the workload that has them serve both.
+    assert_eq!(row(&report, "Deployment", "with-secret", "app").status, Status::PatchAvailable);
+    assert_eq!(row(&report, "Deployment", "without-secret", "app").status, Status::PatchAvailable);
+    let json = report.to_json();
+    assert!(!json.contains("hub-password"));
+}
+
+#[tokio::test]
+async fn configuration_errors_fail_the_scan() {
+    let stack = common::start(false).await;
+    stack.set_approvals("approvals: [unclosed").await;
+
+    let unreadable = stack.scan(&[]).await.unwrap_err();
+    let missing_secret = stack.scan(&["--slack-secret=absent"]).await.unwrap_err();
+
+    assert!(matches!(unreadable, scanner::scan::ScanError::Config(_)), "{unreadable}");
+    assert!(matches!(missing_secret, scanner::scan::ScanError::Config(_)), "{missing_secret}");
+}
+
+#[tokio::test]
+async fn dry_run_writes_nothing() {
+    let stack = common::start(false).await;
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    stack.deployment(MOJALOOP, "quoting", &[("app", &stack.image(QUOTING, "v10.4.0"))], &[], &[]).await;
+
+    let report = stack.scan(&["--dry-run", "--slack-secret=absent"]).await.unwrap();
+
+    assert_eq!(report.notice.messages_sent, 1);
+    assert!(stack.slack.messages().is_empty());
+    assert!(stack.config_map_data("image-patch-state", "state.json").await.is_none());
+    assert!(stack.config_map_data("image-patch-report", "report.json").await.is_none());
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
