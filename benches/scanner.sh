@@ -32,8 +32,9 @@ rm -rf "$out"
 mkdir -p "$out"
 [[ -x /usr/bin/time ]] || { echo "/usr/bin/time is missing (Debian: apt-get install time)" >&2; exit 1; }
 
+# The same packages in both scripts, so that features unify alike and nothing rebuilds.
 echo "== building in release" >&2
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p image-patch-scanner -p image-patch-bench
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p image-patch-webhook -p image-patch-scanner -p image-patch-bench
 
 {
   echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -34,8 +34,9 @@ for tool in wrk openssl taskset python3 curl; do
   command -v "$tool" >/dev/null || { echo "$tool is missing (Debian: apt-get install $tool)" >&2; exit 1; }
 done
 
+# The same packages in both scripts, so that features unify alike and nothing rebuilds.
 echo "== building in release" >&2
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p image-patch-webhook -p image-patch-bench
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p image-patch-webhook -p image-patch-scanner -p image-patch-bench
 bin="$target/release"
 
 # The server runs on core 0 and the load generators on core 1; on one core both share it.
