@@ -3,10 +3,10 @@
 #
 #   benches/scanner.sh [--quick] [--runs N]
 #
-# bench-scanner starts etcd, kube-apiserver and kube-controller-manager, a docker-registry
-# behind the test-support FaultProxy (tag lists paged 100 at a time), seeds 200
-# repositories of 300 tags and 1,000 Deployments over them, then runs the scanner binary
-# under /usr/bin/time -v and counts the registry requests of each scan by kind.
+# bench-scanner starts etcd, kube-apiserver and kube-controller-manager, and a
+# docker-registry behind the test-support FaultProxy, which pages tag lists 100 at a time.
+# It seeds 200 repositories of 300 tags and 1,000 Deployments over them. Then it runs the
+# scanner binary under /usr/bin/time -v and counts the registry requests of each scan by kind.
 # Results go to target/bench/scanner/ (summary.json, a table in summary.md, raw logs).
 # --quick uses 50 workloads over 10 repositories and one scan, and fails only when a step
 # did not run, never on a figure.

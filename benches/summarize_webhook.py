@@ -3,7 +3,7 @@
 
 Usage: summarize_webhook.py OUT_DIR ROUNDS SECONDS QUICK
 
-Throughput is wrk's flat-out rate; the headline ratio is the median webhook rate over the
+Throughput is wrk's flat-out rate. The headline ratio is the median webhook rate over the
 median baseline rate, and each round's own ratio shows the spread. Latency is from
 bench-rate at 1,000 requests a second. Memory is the largest VmRSS sampled under load and
 the VmHWM at the end of the step. Targets are reported as met or missed, never enforced.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Webhook benchmark: the release webhook and a baseline server (axum and rustls, fixed
-# answer, no parsing) on the same loopback port and TLS settings, loaded in turn.
+# response, no parsing) on the same loopback port and TLS settings, loaded in turn.
 #
 #   benches/webhook.sh [--quick] [--rounds N] [--seconds S]
 #
@@ -39,7 +39,7 @@ echo "== building in release" >&2
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p image-patch-webhook -p image-patch-scanner -p image-patch-bench
 bin="$target/release"
 
-# The server runs on core 0 and the load generators on core 1; on one core both share it.
+# The server runs on core 0 and the load generators on core 1. On one core they share it.
 server_cpus=0
 load_cpus=1
 if [[ "$(nproc)" -lt 2 ]]; then load_cpus=0; fi
@@ -101,8 +101,8 @@ check_webhook_rewrites() {
 import json, sys
 for line in open(sys.argv[1]):
     review = json.loads(line)
-    obj = review["request"]["object"]
-    spec = obj["spec"].get("template", {}).get("spec", obj["spec"])
+    workload = review["request"]["object"]
+    spec = workload["spec"].get("template", {}).get("spec", workload["spec"])
     if any(c["image"].startswith("mojaloop/service-") and c["image"].endswith(".0") for c in spec["containers"]):
         print(line.strip())
         break

@@ -1,8 +1,8 @@
 //! The baseline of the webhook benchmark: an axum server behind rustls that accepts
-//! connections exactly as the webhook does (tokio-rustls, TLS 1.3 and 1.2 with ring,
-//! HTTP/1.1 only, no session resumption) and answers every `POST /mutate` with one fixed
-//! AdmissionReview. It reads each body whole but never parses it, so the difference
-//! between the two servers is the webhook's own work: parsing, deciding, patching, metrics.
+//! connections the way the webhook does (tokio-rustls, TLS 1.3 and 1.2 with ring,
+//! HTTP/1.1 only, no session resumption) and returns one fixed AdmissionReview for every
+//! `POST /mutate`. It reads each body whole but never parses it, so the difference
+//! between the two servers is the webhook's own work: parsing, deciding, patching, logging and metrics.
 
 use std::fs::File;
 use std::io::BufReader;

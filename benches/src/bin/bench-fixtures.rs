@@ -65,7 +65,7 @@ fn approvals_document() -> String {
     document
 }
 
-/// Picks one container image; `rewrite` says whether it may be one the webhook rewrites.
+/// Picks one container image. When `rewrite` is false, the image is one the webhook keeps.
 fn image(random: &mut Random, rewrite: bool) -> (String, bool) {
     let repository = random.below(REPOSITORIES);
     let line = random.below(LINES_PER_REPOSITORY);

@@ -29,7 +29,7 @@ use tokio_rustls::TlsConnector;
 /// Options of the load generator.
 #[derive(Debug, Parser)]
 struct Options {
-    /// Server address, `host:port`; only loopback addresses are accepted.
+    /// Server address, `host:port`. Only loopback addresses are accepted.
     #[arg(long, default_value = "127.0.0.1:8443")]
     address: String,
     /// Request path.
