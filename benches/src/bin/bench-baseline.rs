@@ -2,7 +2,8 @@
 //! connections the way the webhook does (tokio-rustls, TLS 1.3 and 1.2 with ring,
 //! HTTP/1.1 only, no session resumption) and returns one fixed AdmissionReview for every
 //! `POST /mutate`. It reads each body whole but never parses it, so the difference
-//! between the two servers is the webhook's own work: parsing, deciding, patching, logging and metrics.
+//! between the two servers is the webhook's own work: parsing, deciding, patching,
+//! logging and metrics.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -68,7 +69,9 @@ async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&options)?));
     let router = Router::new().route("/mutate", post(mutate));
-    let listener = TcpListener::bind(options.listen).await.with_context(|| format!("cannot listen on {}", options.listen))?;
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     eprintln!("baseline listening on {}", options.listen);
     loop {
@@ -79,10 +82,14 @@ async fn main() -> anyhow::Result<()> {
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(router.clone());
         tokio::spawn(async move {
-            let Ok(tls_stream) = acceptor.accept(stream).await else { return };
+            let Ok(tls_stream) = acceptor.accept(stream).await else {
+                return;
+            };
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new());
-            let _ = builder.serve_connection(TokioIo::new(tls_stream), service).await;
+            let _ = builder
+                .serve_connection(TokioIo::new(tls_stream), service)
+                .await;
         });
     }
 }

@@ -69,15 +69,29 @@ fn approvals_document() -> String {
 fn image(random: &mut Random, rewrite: bool) -> (String, bool) {
     let repository = random.below(REPOSITORIES);
     let line = random.below(LINES_PER_REPOSITORY);
-    let choice = if rewrite { random.below(4) } else { 1 + random.below(3) };
+    let choice = if rewrite {
+        random.below(4)
+    } else {
+        1 + random.below(3)
+    };
     match choice {
         0 => {
             let level = random.below(APPROVED_LEVEL);
-            let tag = if level == 0 { format!("v10.{line}.0") } else { format!("v10.{line}.0.{level}-patch") };
+            let tag = if level == 0 {
+                format!("v10.{line}.0")
+            } else {
+                format!("v10.{line}.0.{level}-patch")
+            };
             (format!("mojaloop/service-{repository}:{tag}"), true)
         }
-        1 => (format!("mojaloop/service-{repository}:v10.{line}.0.3-patch"), false),
-        2 => (format!("docker.io/mojaloop/service-{repository}:v10.9.0"), false),
+        1 => (
+            format!("mojaloop/service-{repository}:v10.{line}.0.3-patch"),
+            false,
+        ),
+        2 => (
+            format!("docker.io/mojaloop/service-{repository}:v10.9.0"),
+            false,
+        ),
         _ => (format!("mysql:8.0.{}", 30 + random.below(10)), false),
     }
 }
@@ -104,7 +118,8 @@ fn review(index: u64, random: &mut Random) -> (Value, u64) {
     let rewrites = random.below(4) != 0;
     let (containers, rewritten) = containers(random, count, rewrites);
     let name = format!("workload-{index}");
-    let labels = json!({ "app.kubernetes.io/name": name, "app.kubernetes.io/instance": "mojaloop" });
+    let labels =
+        json!({ "app.kubernetes.io/name": name, "app.kubernetes.io/instance": "mojaloop" });
     let pod_spec = json!({ "containers": containers, "restartPolicy": "Always" });
     let deployment = random.below(2) == 0;
     let (group, kind, resource, object) = if deployment {
@@ -153,17 +168,23 @@ fn review(index: u64, random: &mut Random) -> (Value, u64) {
 
 fn main() -> anyhow::Result<()> {
     let options = Options::parse();
-    fs::create_dir_all(&options.out).with_context(|| format!("cannot create {}", options.out.display()))?;
+    fs::create_dir_all(&options.out)
+        .with_context(|| format!("cannot create {}", options.out.display()))?;
     let approvals = options.out.join("approvals.yaml");
-    fs::write(&approvals, approvals_document()).with_context(|| format!("cannot write {}", approvals.display()))?;
+    fs::write(&approvals, approvals_document())
+        .with_context(|| format!("cannot write {}", approvals.display()))?;
 
     let mut random = Random(options.seed.max(1));
     let mut lines = String::new();
     let (mut containers, mut rewritten, mut unchanged_reviews) = (0, 0, 0);
     for index in 0..options.reviews {
         let (review, rewrites) = review(index, &mut random);
-        let count = review["request"]["object"].pointer("/spec/containers").or(review["request"]["object"].pointer("/spec/template/spec/containers"));
-        containers += count.and_then(Value::as_array).map_or(0, |list| list.len() as u64);
+        let count = review["request"]["object"]
+            .pointer("/spec/containers")
+            .or(review["request"]["object"].pointer("/spec/template/spec/containers"));
+        containers += count
+            .and_then(Value::as_array)
+            .map_or(0, |list| list.len() as u64);
         rewritten += rewrites;
         unchanged_reviews += u64::from(rewrites == 0);
         lines.push_str(&serde_json::to_string(&review)?);

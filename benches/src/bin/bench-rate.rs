@@ -68,10 +68,18 @@ struct Counters {
     failed: AtomicU64,
 }
 
-async fn connect(options: &Options, tls: &TlsConnector) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
-    let stream = TcpStream::connect(&options.address).await.with_context(|| format!("cannot connect to {}", options.address))?;
+async fn connect(
+    options: &Options,
+    tls: &TlsConnector,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(&options.address)
+        .await
+        .with_context(|| format!("cannot connect to {}", options.address))?;
     stream.set_nodelay(true)?;
-    let stream = tls.connect(ServerName::try_from("localhost")?.to_owned(), stream).await.context("TLS handshake failed")?;
+    let stream = tls
+        .connect(ServerName::try_from("localhost")?.to_owned(), stream)
+        .await
+        .context("TLS handshake failed")?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = connection.await;
@@ -88,7 +96,9 @@ async fn worker(
 ) -> anyhow::Result<()> {
     let mut sender = connect(&options, &tls).await?;
     loop {
-        let Some(job) = jobs.lock().await.recv().await else { return Ok(()) };
+        let Some(job) = jobs.lock().await.recv().await else {
+            return Ok(());
+        };
         if sender.ready().await.is_err() {
             sender = connect(&options, &tls).await?;
         }
@@ -110,7 +120,10 @@ async fn worker(
         if succeeded {
             counters.ok.fetch_add(1, Ordering::Relaxed);
             let micros = job.due.elapsed().as_micros().max(1) as u64;
-            histogram.lock().expect("no worker panics while holding the lock").saturating_record(micros);
+            histogram
+                .lock()
+                .expect("no worker panics while holding the lock")
+                .saturating_record(micros);
         } else {
             counters.failed.fetch_add(1, Ordering::Relaxed);
         }
@@ -119,7 +132,8 @@ async fn worker(
 
 fn tls_connector(options: &Options) -> anyhow::Result<TlsConnector> {
     let mut roots = rustls::RootCertStore::empty();
-    let pem = fs::read(&options.ca).with_context(|| format!("cannot read {}", options.ca.display()))?;
+    let pem =
+        fs::read(&options.ca).with_context(|| format!("cannot read {}", options.ca.display()))?;
     for certificate in rustls_pemfile::certs(&mut pem.as_slice()) {
         roots.add(certificate?)?;
     }
@@ -135,7 +149,10 @@ fn tls_connector(options: &Options) -> anyhow::Result<TlsConnector> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let options = Arc::new(Options::parse());
-    let host = options.address.rsplit_once(':').map_or(options.address.as_str(), |(host, _)| host);
+    let host = options
+        .address
+        .rsplit_once(':')
+        .map_or(options.address.as_str(), |(host, _)| host);
     anyhow::ensure!(
         matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
         "bench-rate only loads loopback addresses, not {host}"
@@ -147,16 +164,28 @@ async fn main() -> anyhow::Result<()> {
         .filter(|line| !line.is_empty())
         .map(|line| Bytes::copy_from_slice(line.as_bytes()))
         .collect();
-    anyhow::ensure!(!bodies.is_empty(), "{} contains no bodies", options.bodies.display());
+    anyhow::ensure!(
+        !bodies.is_empty(),
+        "{} contains no bodies",
+        options.bodies.display()
+    );
 
     let tls = tls_connector(&options)?;
-    let histogram = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let histogram = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let counters = Arc::new(Counters::default());
     let (queue, jobs) = mpsc::unbounded_channel();
     let jobs = Arc::new(Mutex::new(jobs));
     let mut workers = Vec::new();
     for _ in 0..options.connections {
-        workers.push(tokio::spawn(worker(options.clone(), tls.clone(), jobs.clone(), histogram.clone(), counters.clone())));
+        workers.push(tokio::spawn(worker(
+            options.clone(),
+            tls.clone(),
+            jobs.clone(),
+            histogram.clone(),
+            counters.clone(),
+        )));
     }
 
     // A thread of its own paces the requests: tokio's timer ticks in whole milliseconds,
@@ -176,14 +205,22 @@ async fn main() -> anyhow::Result<()> {
                 measure_start = Instant::now();
             }
             let body = bodies[(sent % bodies.len() as u64) as usize].clone();
-            queue.send(Job { body, due, measured: sent >= warmup }).map_err(|_| anyhow::anyhow!("every connection failed"))?;
+            queue
+                .send(Job {
+                    body,
+                    due,
+                    measured: sent >= warmup,
+                })
+                .map_err(|_| anyhow::anyhow!("every connection failed"))?;
         }
         Ok(measure_start)
     });
     for worker in workers {
         worker.await??;
     }
-    let measure_start = pacer.join().map_err(|_| anyhow::anyhow!("the pacing thread panicked"))??;
+    let measure_start = pacer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pacing thread panicked"))??;
     let elapsed = measure_start.elapsed().as_secs_f64();
 
     let histogram = histogram.lock().expect("workers have finished");

@@ -58,7 +58,11 @@ struct Options {
 }
 
 fn tag(line: u64, level: u64) -> String {
-    if level == 0 { format!("v1.{line}.0") } else { format!("v1.{line}.0.{level}-patch") }
+    if level == 0 {
+        format!("v1.{line}.0")
+    } else {
+        format!("v1.{line}.0.{level}-patch")
+    }
 }
 
 /// The release line and patch level that workload `index` of a repository runs.
@@ -80,12 +84,21 @@ async fn seed_registry(registry: &Registry, repositories: u64) -> anyhow::Result
     let first = tag(0, 0);
     for repository in 0..repositories {
         let name = format!("bench/repo-{repository}");
-        let digest = seed::push_image(registry.address(), &name, &[first.as_str()], &registry.auth())
-            .await?
-            .pop()
-            .context("push_image returned no digest")?;
-        let hex = digest.strip_prefix("sha256:").context("the digest is not sha256")?;
-        let tags = storage.join(format!("docker/registry/v2/repositories/{name}/_manifests/tags"));
+        let digest = seed::push_image(
+            registry.address(),
+            &name,
+            &[first.as_str()],
+            &registry.auth(),
+        )
+        .await?
+        .pop()
+        .context("push_image returned no digest")?;
+        let hex = digest
+            .strip_prefix("sha256:")
+            .context("the digest is not sha256")?;
+        let tags = storage.join(format!(
+            "docker/registry/v2/repositories/{name}/_manifests/tags"
+        ));
         for line in 0..LINES {
             for level in (0..LEVELS).filter(|level| line + level > 0) {
                 let folder = tags.join(tag(line, level));
@@ -97,13 +110,21 @@ async fn seed_registry(registry: &Registry, repositories: u64) -> anyhow::Result
         }
     }
     let listed = seed::list_tags(registry.address(), "bench/repo-0", &registry.auth()).await?;
-    anyhow::ensure!(listed.len() as u64 == LINES * LEVELS, "the registry lists {} tags of bench/repo-0, not {}", listed.len(), LINES * LEVELS);
-    http.get(format!("{base}/v2/bench/repo-0/manifests/{}", tag(LINES - 1, LEVELS - 1)))
-        .header("accept", "application/vnd.oci.image.manifest.v1+json")
-        .send()
-        .await?
-        .error_for_status()
-        .context("a tag written into the storage folder is not served")?;
+    anyhow::ensure!(
+        listed.len() as u64 == LINES * LEVELS,
+        "the registry lists {} tags of bench/repo-0, not {}",
+        listed.len(),
+        LINES * LEVELS
+    );
+    http.get(format!(
+        "{base}/v2/bench/repo-0/manifests/{}",
+        tag(LINES - 1, LEVELS - 1)
+    ))
+    .header("accept", "application/vnd.oci.image.manifest.v1+json")
+    .send()
+    .await?
+    .error_for_status()
+    .context("a tag written into the storage folder is not served")?;
     Ok(repositories * LINES * LEVELS)
 }
 
@@ -118,7 +139,10 @@ fn registry_storage(registry: &Registry) -> anyhow::Result<PathBuf> {
         .find(|part| part.ends_with(".yml"))
         .context("the registry's command line names no config file")?;
     // The registry creates the folder at its first push.
-    Ok(std::path::Path::new(config).parent().context("the config path has no folder")?.join("storage"))
+    Ok(std::path::Path::new(config)
+        .parent()
+        .context("the config path has no folder")?
+        .join("storage"))
 }
 
 fn deployment(name: &str, image: &str) -> anyhow::Result<Deployment> {
@@ -139,18 +163,27 @@ fn deployment(name: &str, image: &str) -> anyhow::Result<Deployment> {
 
 /// Creates the workloads and returns the distinct (repository, line) pairs they run,
 /// each of which has one newest patch.
-async fn seed_cluster(cluster: &Cluster, proxy: &str, workloads: u64, repositories: u64) -> anyhow::Result<usize> {
+async fn seed_cluster(
+    cluster: &Cluster,
+    proxy: &str,
+    workloads: u64,
+    repositories: u64,
+) -> anyhow::Result<usize> {
     let client = cluster.client();
     let namespaces = workloads.div_ceil(WORKLOADS_PER_NAMESPACE);
     for namespace in 0..namespaces {
-        cluster.create_namespace(&format!("bench-{namespace}"), &[OPT_IN_LABEL]).await?;
+        cluster
+            .create_namespace(&format!("bench-{namespace}"), &[OPT_IN_LABEL])
+            .await?;
     }
     cluster.create_namespace(CONTROLLER_NAMESPACE, &[]).await?;
     let approvals: ConfigMap = serde_json::from_value(json!({
         "metadata": { "name": "image-patch-approvals" },
         "data": { "approvals.yaml": "approvals: []\n" },
     }))?;
-    Api::<ConfigMap>::namespaced(client.clone(), CONTROLLER_NAMESPACE).create(&PostParams::default(), &approvals).await?;
+    Api::<ConfigMap>::namespaced(client.clone(), CONTROLLER_NAMESPACE)
+        .create(&PostParams::default(), &approvals)
+        .await?;
 
     let mut lines_in_use = BTreeSet::new();
     let mut specs = Vec::new();
@@ -159,7 +192,10 @@ async fn seed_cluster(cluster: &Cluster, proxy: &str, workloads: u64, repositori
         let (line, level) = running(index / repositories);
         lines_in_use.insert((repository, line));
         let image = format!("{proxy}/bench/repo-{repository}:{}", tag(line, level));
-        specs.push((format!("bench-{}", index / WORKLOADS_PER_NAMESPACE), deployment(&format!("workload-{index}"), &image)?));
+        specs.push((
+            format!("bench-{}", index / WORKLOADS_PER_NAMESPACE),
+            deployment(&format!("workload-{index}"), &image)?,
+        ));
     }
     futures::stream::iter(specs)
         .map(|(namespace, deployment)| {
@@ -174,15 +210,24 @@ async fn seed_cluster(cluster: &Cluster, proxy: &str, workloads: u64, repositori
 
 /// Reads one field of `/usr/bin/time -v` output.
 fn time_field<'a>(text: &'a str, label: &str) -> Option<&'a str> {
-    text.lines().find_map(|line| line.trim().strip_prefix(label)).map(str::trim)
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix(label))
+        .map(str::trim)
 }
 
 fn wall_seconds(text: &str) -> Option<f64> {
     let value = time_field(text, "Elapsed (wall clock) time (h:mm:ss or m:ss):")?;
-    value.split(':').try_fold(0.0, |total, part| part.parse::<f64>().ok().map(|part| total * 60.0 + part))
+    value.split(':').try_fold(0.0, |total, part| {
+        part.parse::<f64>().ok().map(|part| total * 60.0 + part)
+    })
 }
 
-async fn scan(options: &Options, cluster: &Cluster, proxy: &FaultProxy, run: usize) -> anyhow::Result<Value> {
+async fn scan(
+    options: &Options,
+    cluster: &Cluster,
+    proxy: &FaultProxy,
+    run: usize,
+) -> anyhow::Result<Value> {
     proxy.reset_counters();
     let stdout = options.out.join(format!("scan-{run}.json"));
     let stderr = options.out.join(format!("scan-{run}.log"));
@@ -190,7 +235,15 @@ async fn scan(options: &Options, cluster: &Cluster, proxy: &FaultProxy, run: usi
     let status = tokio::process::Command::new("/usr/bin/time")
         .arg("-v")
         .arg(&options.scanner)
-        .args(["--dry-run", "--output", "json", "--cluster-name", "bench", "--insecure-registry", proxy.address()])
+        .args([
+            "--dry-run",
+            "--output",
+            "json",
+            "--cluster-name",
+            "bench",
+            "--insecure-registry",
+            proxy.address(),
+        ])
         .arg(format!("--tags-page-size={}", options.page_size))
         .env("KUBECONFIG", cluster.kubeconfig_path())
         .env("RUST_LOG", "warn")
@@ -204,7 +257,9 @@ async fn scan(options: &Options, cluster: &Cluster, proxy: &FaultProxy, run: usi
     let log = std::fs::read_to_string(&stderr)?;
     // In dry-run mode stdout contains the Slack messages, then the report: JSON documents in a row.
     let output = std::fs::read_to_string(&stdout)?;
-    let documents: Result<Vec<Value>, _> = serde_json::Deserializer::from_str(&output).into_iter::<Value>().collect();
+    let documents: Result<Vec<Value>, _> = serde_json::Deserializer::from_str(&output)
+        .into_iter::<Value>()
+        .collect();
     let report_parsed = documents.is_ok_and(|documents| !documents.is_empty());
     Ok(json!({
         "run": run,
@@ -228,13 +283,20 @@ async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     // reqwest and the test stack are built without a provider of their own.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    anyhow::ensure!(options.repositories > 0 && options.workloads > 0, "--workloads and --repositories must be positive");
+    anyhow::ensure!(
+        options.repositories > 0 && options.workloads > 0,
+        "--workloads and --repositories must be positive"
+    );
     std::fs::create_dir_all(&options.out)?;
 
     let setup = Instant::now();
     let (cluster, registry) = tokio::try_join!(
         async { Cluster::start().await.context("cannot start the cluster") },
-        async { Registry::start_plain().await.context("cannot start the registry") },
+        async {
+            Registry::start_plain()
+                .await
+                .context("cannot start the registry")
+        },
     )?;
     let proxy = FaultProxy::start(registry.address()).await?;
     proxy.set_page_size(Some(options.page_size));
@@ -245,9 +307,18 @@ async fn main() -> anyhow::Result<()> {
     let registry_seconds = seeding.elapsed().as_secs_f64();
     eprintln!("seeded {tags} tags in {registry_seconds:.1} s");
     let seeding = Instant::now();
-    let lines_in_use = seed_cluster(&cluster, proxy.address(), options.workloads, options.repositories).await?;
+    let lines_in_use = seed_cluster(
+        &cluster,
+        proxy.address(),
+        options.workloads,
+        options.repositories,
+    )
+    .await?;
     let cluster_seconds = seeding.elapsed().as_secs_f64();
-    eprintln!("created {} workloads in {cluster_seconds:.1} s", options.workloads);
+    eprintln!(
+        "created {} workloads in {cluster_seconds:.1} s",
+        options.workloads
+    );
     // Let the controller-manager settle (ReplicaSets of the Deployments) before measuring.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
