@@ -25,25 +25,13 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-root="$(cd "$(dirname "$0")/.." && pwd)"
-target="${CARGO_TARGET_DIR:-$root/target}"
-out="$target/bench/scanner"
-rm -rf "$out"
-mkdir -p "$out"
+source "$(dirname "$0")/lib.sh"
+prepare_output scanner
 [[ -x /usr/bin/time ]] || { echo "/usr/bin/time is missing (Debian: apt-get install time)" >&2; exit 1; }
 
-# The same packages in both scripts, so that features unify alike and nothing rebuilds.
-echo "== building in release" >&2
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p image-patch-webhook -p image-patch-scanner -p image-patch-bench
+build_release
 
-{
-  echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "nproc=$(nproc)"
-  echo "cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-  echo "memory_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
-  echo "load_average=$(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "rustc=$(rustc --version)"
-} >"$out/machine.txt"
+write_machine "$out/machine.txt"
 
 "$target/release/bench-scanner" --scanner "$target/release/image-patch-scanner" \
   --workloads "$workloads" --repositories "$repositories" --runs "$runs" --out "$out" \

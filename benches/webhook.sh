@@ -25,18 +25,13 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-root="$(cd "$(dirname "$0")/.." && pwd)"
-target="${CARGO_TARGET_DIR:-$root/target}"
-out="$target/bench/webhook"
-rm -rf "$out"
-mkdir -p "$out"
+source "$(dirname "$0")/lib.sh"
+prepare_output webhook
 for tool in wrk openssl taskset python3 curl; do
   command -v "$tool" >/dev/null || { echo "$tool is missing (Debian: apt-get install $tool)" >&2; exit 1; }
 done
 
-# The same packages in both scripts, so that features unify alike and nothing rebuilds.
-echo "== building in release" >&2
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p image-patch-webhook -p image-patch-scanner -p image-patch-bench
+build_release
 bin="$target/release"
 
 # The server runs on core 0 and the load generators on core 1. On one core they share it.
@@ -145,14 +140,7 @@ for round in $(seq "$rounds"); do
   run_step "$round" webhook
 done
 
-{
-  echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "nproc=$(nproc)"
-  echo "cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-  echo "memory_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
-  echo "load_average=$(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "rustc=$(rustc --version)"
-  echo "wrk=$(dpkg-query -W -f '${Version}' wrk 2>/dev/null || echo unknown)"
-} >"$out/machine.txt"
+write_machine "$out/machine.txt"
+echo "wrk=$(dpkg-query -W -f '${Version}' wrk 2>/dev/null || echo unknown)" >>"$out/machine.txt"
 
 python3 "$root/benches/summarize_webhook.py" "$out" "$rounds" "$seconds" "$quick"
