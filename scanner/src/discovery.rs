@@ -14,6 +14,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, ResourceExt};
 use serde::Serialize;
 
+/// The service account of a pod spec that names none.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+
 /// The kinds of workload the scanner reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum WorkloadKind {
@@ -67,6 +70,9 @@ pub struct WorkloadImage {
     pub image: String,
     /// The names of the pod spec's `imagePullSecrets`, in the workload's namespace.
     pub pull_secrets: Vec<String>,
+    /// The pod spec's service account (`serviceAccountName`, `default` when unset). Its
+    /// `imagePullSecrets` apply too: admission copies them into Pods, not into templates.
+    pub service_account: String,
 }
 
 /// The namespaces that a scan covers.
@@ -150,6 +156,13 @@ fn push_images(images: &mut Vec<WorkloadImage>, kind: WorkloadKind, metadata: &O
         name: metadata.name.clone().unwrap_or_default(),
     };
     let pull_secrets: Vec<String> = spec.image_pull_secrets.iter().flatten().map(|secret| secret.name.clone()).filter(|name| !name.is_empty()).collect();
+    // `serviceAccount` is the deprecated spelling that older manifests may still set.
+    let service_account = spec
+        .service_account_name
+        .as_ref()
+        .or(spec.service_account.as_ref())
+        .filter(|name| !name.is_empty())
+        .map_or_else(|| DEFAULT_SERVICE_ACCOUNT.to_string(), Clone::clone);
     let init_containers = spec.init_containers.iter().flatten().map(|container| (container, true));
     let containers = spec.containers.iter().map(|container| (container, false));
     for (container, init) in init_containers.chain(containers) {
@@ -162,6 +175,7 @@ fn push_images(images: &mut Vec<WorkloadImage>, kind: WorkloadKind, metadata: &O
             init,
             image,
             pull_secrets: pull_secrets.clone(),
+            service_account: service_account.clone(),
         });
     }
 }
@@ -206,6 +220,7 @@ mod tests {
         assert_eq!(images[1].image, "mojaloop/central-ledger:v17.0.0");
         assert!(!images[1].init);
         assert_eq!(images[1].pull_secrets, ["hub-pull"]);
+        assert_eq!(images[1].service_account, "default");
         assert_eq!(images[1].workload.to_string(), "mojaloop/Deployment/central-ledger");
     }
 
@@ -220,5 +235,20 @@ mod tests {
         assert!(has_controller(&replica_pod));
         assert!(!has_controller(&loose_pod));
         assert!(!has_controller(&ObjectMeta::default()));
+    }
+
+    #[test]
+    fn push_images_reads_service_account() {
+        let metadata = ObjectMeta { name: Some("ledger".into()), namespace: Some("mojaloop".into()), ..ObjectMeta::default() };
+        let container = Container { name: "app".into(), image: Some("mojaloop/central-ledger:v17.0.0".into()), ..Container::default() };
+        let named = PodSpec { service_account_name: Some("hub-puller".into()), containers: vec![container.clone()], ..PodSpec::default() };
+        let deprecated = PodSpec { service_account: Some("old-puller".into()), containers: vec![container], ..PodSpec::default() };
+        let mut images = Vec::new();
+
+        push_images(&mut images, WorkloadKind::Deployment, &metadata, Some(&named));
+        push_images(&mut images, WorkloadKind::StatefulSet, &metadata, Some(&deprecated));
+
+        assert_eq!(images[0].service_account, "hub-puller");
+        assert_eq!(images[1].service_account, "old-puller");
     }
 }

@@ -14,6 +14,7 @@
 //! [`scan::run`] drives one scan; the binary only parses options and calls it.
 #![deny(missing_docs)]
 
+pub mod approvals_source;
 pub mod approve;
 pub mod configmap;
 pub mod discovery;

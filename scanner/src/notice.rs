@@ -64,6 +64,9 @@ pub struct RolloutEntry {
     pub changes: Vec<String>,
     /// The API server's error, when the patch failed.
     pub error: Option<String>,
+    /// Whether this is only the plan of a dry run, which changed nothing.
+    #[serde(rename = "dryRun")]
+    pub dry_run: bool,
 }
 
 /// Everything one scan tells Slack.
@@ -77,6 +80,8 @@ pub struct Notice {
     pub entries: Vec<PatchEntry>,
     /// Rollouts of this scan.
     pub rollouts: Vec<RolloutEntry>,
+    /// A short note on the configuration error of this scan, shown under the summary line.
+    pub configuration_error: Option<String>,
 }
 
 /// One message to post to the incoming webhook.
@@ -146,17 +151,23 @@ impl Notice {
 
     fn message(&self, sections: &[Section], part: usize, parts: usize) -> SlackMessage {
         let title = if parts > 1 { format!("Image patches ({part} of {parts})") } else { "Image patches".to_string() };
-        let summary = format!(
+        let mut summary = format!(
             "Cluster *{}*: {} new patch(es), {} rollout(s)",
             escape(&self.cluster),
             self.entries.len(),
             self.rollouts.len()
         );
+        if let Some(error) = &self.configuration_error {
+            summary.push_str(&format!("\n:warning: Configuration error: {}", escape(error)));
+        }
         let mut blocks = vec![
             json!({"type": "header", "text": {"type": "plain_text", "text": title}}),
             json!({"type": "section", "text": {"type": "mrkdwn", "text": summary}}),
         ];
         let mut fallback = vec![format!("{title} on cluster {}", self.cluster)];
+        if let Some(error) = &self.configuration_error {
+            fallback.push(format!("Configuration error: {error}"));
+        }
         let mut patches = BTreeSet::new();
         for section in sections {
             blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": section.text}}));
@@ -282,6 +293,7 @@ fn rollout_pieces(rollouts: &[RolloutEntry]) -> Vec<Piece> {
     for rollout in rollouts {
         let outcome = match &rollout.error {
             Some(error) => format!("failed: {}", escape(error)),
+            None if rollout.dry_run => "would be patched (dry run)".to_string(),
             None => "patched".to_string(),
         };
         let changes = rollout.changes.iter().map(|change| escape(change)).collect::<Vec<_>>().join("; ");
@@ -319,7 +331,7 @@ mod tests {
     }
 
     fn notice(entries: Vec<PatchEntry>) -> Notice {
-        Notice { cluster: "hub-prod".into(), controller_namespace: "image-patch-system".into(), entries, rollouts: Vec::new() }
+        Notice { cluster: "hub-prod".into(), controller_namespace: "image-patch-system".into(), entries, rollouts: Vec::new(), configuration_error: None }
     }
 
     fn all_text(messages: &[SlackMessage]) -> String {
@@ -341,6 +353,19 @@ mod tests {
             }
             assert!(message.payload["text"].as_str().unwrap().chars().count() <= 40_000);
         }
+    }
+
+    #[test]
+    fn notice_mentions_configuration_error() {
+        let mut notice = notice(vec![entry("docker.io/mojaloop/quoting-service", 1)]);
+        notice.configuration_error = Some("approvals <unparsable>".into());
+
+        let messages = notice.to_messages();
+
+        assert_eq!(messages.len(), 1);
+        let summary = messages[0].payload["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(summary.contains("Configuration error: approvals &lt;unparsable&gt;"), "{summary}");
+        assert!(messages[0].payload["text"].as_str().unwrap().contains("Configuration error: approvals <unparsable>"));
     }
 
     #[test]
@@ -432,6 +457,7 @@ mod tests {
             workload: workload(1).workload,
             changes: vec!["quoting-service: mojaloop/quoting-service:v10.4.0 → mojaloop/quoting-service:v10.4.0.2-patch".into()],
             error: None,
+            dry_run: false,
         });
 
         let messages = with_rollout.to_messages();
@@ -450,5 +476,15 @@ mod tests {
             "a".repeat(64)
         );
         assert_eq!(snippet, expected);
+    }
+
+    #[test]
+    fn notice_dry_run_rollout_not_patched() {
+        let mut with_rollout = notice(Vec::new());
+        with_rollout.rollouts.push(RolloutEntry { workload: workload(1).workload, changes: vec!["app: a:v1.0.0 → a:v1.0.0.1-patch".into()], error: None, dry_run: true });
+
+        let text = all_text(&with_rollout.to_messages());
+
+        assert!(text.contains("quoting-service-0001 would be patched (dry run): app: a:v1.0.0 → a:v1.0.0.1-patch"), "{text}");
     }
 }

@@ -10,7 +10,11 @@ pub const DEFAULT_NAMESPACE_SELECTOR: &str = "patches.mojaloop.io/enabled=true";
 
 /// Options of one scan.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "image-patch-scanner", version, args_override_self = true, about = "Finds newer image patches, notifies Slack and rolls out approved patches")]
+#[command(name = "image-patch-scanner", version, args_override_self = true, about = "Finds newer image patches, notifies Slack and rolls out approved patches",
+    after_help = "Exit status: 0 when the scan finished, registry and Slack faults included; 1 when the API server cannot be reached; \
+2 for a configuration error. When the approvals document cannot be parsed, the scan still runs with the last good approvals, \
+approves nothing automatically, and exits with 2 after it printed and stored its report."
+)]
 pub struct Options {
     /// Namespaces to scan, instead of those matching --namespace-selector (repeatable or comma-separated).
     #[arg(long = "namespace", env = "SCANNER_NAMESPACES", value_delimiter = ',')]
@@ -37,6 +41,7 @@ pub struct Options {
     pub slack_secret_key: String,
 
     /// Print the Slack messages as JSON instead of sending them, and write nothing to the cluster.
+    /// With --rollout, the report lists the changes that rollout would make.
     #[arg(long, env = "SCANNER_DRY_RUN")]
     pub dry_run: bool,
 

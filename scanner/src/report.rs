@@ -14,6 +14,8 @@ use crate::state::PatchKey;
 
 /// Name of the report ConfigMap.
 pub const CONFIGMAP_NAME: &str = "image-patch-report";
+/// Attempts of the conditional write before the report of this scan is given up.
+const WRITE_ATTEMPTS: usize = 5;
 
 /// The status of one container's image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,13 +32,16 @@ pub enum Status {
     /// This scan changed the workload to the approved patch.
     #[serde(rename = "rolled out")]
     RolledOut,
+    /// A dry run found that rollout would change the workload to the approved patch.
+    #[serde(rename = "would roll out")]
+    WouldRollOut,
     /// The image is pinned by digest.
     #[serde(rename = "pinned by digest")]
     PinnedByDigest,
     /// The tag is outside the repository's versioning scheme (or the reference is invalid).
     #[serde(rename = "not a patch-versioned tag")]
     NotPatchVersioned,
-    /// The registry gave no complete tag list: the state is unknown.
+    /// The registry gave no complete tag list, or no manifest digest for the newest patch: the state is unknown.
     #[serde(rename = "registry error")]
     RegistryError,
 }
@@ -49,6 +54,7 @@ impl Status {
             Status::PatchAvailable => "patch available",
             Status::Approved => "approved",
             Status::RolledOut => "rolled out",
+            Status::WouldRollOut => "would roll out",
             Status::PinnedByDigest => "pinned by digest",
             Status::NotPatchVersioned => "not a patch-versioned tag",
             Status::RegistryError => "registry error",
@@ -109,6 +115,10 @@ pub struct Report {
     pub namespaces: Vec<String>,
     /// One row per container.
     pub rows: Vec<Row>,
+    /// The approvals document that could not be parsed, with the parser's error and the
+    /// approvals this scan used instead. The binary exits with status 2 when it is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub configuration_error: Option<String>,
     /// Invalid approvals entries, skipped.
     pub approval_errors: Vec<String>,
     /// Repositories whose tag list or digest could not be read, with the error.
@@ -165,6 +175,9 @@ impl Report {
 
         let _ = writeln!(table);
         let _ = writeln!(table, "Cluster {}, scanned at {}{}", self.cluster, self.scanned_at.to_rfc3339(), if self.dry_run { " (dry run)" } else { "" });
+        if let Some(error) = &self.configuration_error {
+            let _ = writeln!(table, "configuration error: {error}");
+        }
         for (repository, error) in &self.registry_errors {
             let _ = writeln!(table, "registry error: {repository}: {error}");
         }
@@ -175,7 +188,11 @@ impl Report {
             let _ = writeln!(table, "invalid approval skipped: {error}");
         }
         for rollout in &self.rollouts {
-            let outcome = rollout.error.as_deref().map_or("rolled out".to_string(), |error| format!("rollout failed: {error}"));
+            let outcome = match &rollout.error {
+                Some(error) => format!("rollout failed: {error}"),
+                None if rollout.dry_run => "would roll out (dry run)".to_string(),
+                None => "rolled out".to_string(),
+            };
             let _ = writeln!(table, "{}: {outcome}: {}", rollout.workload, rollout.changes.join("; "));
         }
         let _ = writeln!(table, "notice: {} message(s), {} patch(es) announced", self.notice.messages_sent, self.notice.announced.len());
@@ -198,13 +215,13 @@ impl Report {
 // NOTE: a ConfigMap holds at most 1 MiB, which a report of several thousand containers can exceed.
 pub async fn store(store: &ConfigMapStore, report: &Report) -> Result<(), kube::Error> {
     let data = BTreeMap::from([("report.json".to_string(), report.to_json()), ("report.txt".to_string(), report.to_table())]);
-    for _ in 0..5 {
+    for _ in 0..WRITE_ATTEMPTS {
         let versioned = store.read().await?;
         if let Written::Stored(_) = store.write(data.clone(), &versioned).await? {
             return Ok(());
         }
     }
-    tracing::warn!(configmap = CONFIGMAP_NAME, "report not stored: the ConfigMap kept changing");
+    tracing::warn!(configmap = CONFIGMAP_NAME, attempts = WRITE_ATTEMPTS, "report not stored because the ConfigMap changed on each attempt; the next scan stores its own");
     Ok(())
 }
 
@@ -229,6 +246,7 @@ mod tests {
                 digest: None,
                 detail: None,
             }],
+            configuration_error: None,
             approval_errors: vec!["approvals[1] (line 7): unknown key".into()],
             registry_errors: BTreeMap::from([("127.0.0.1:1/x".to_string(), "HTTP 500".to_string())]),
             discovery_errors: BTreeMap::new(),
@@ -258,5 +276,18 @@ mod tests {
         assert_eq!(json["rows"][0]["newestPatch"], "v1.0.0.3-patch");
         assert_eq!(json["approvalErrors"][0], "approvals[1] (line 7): unknown key");
         assert_eq!(serde_json::to_value(Status::NotPatchVersioned).unwrap(), "not a patch-versioned tag");
+        assert!(json.get("configurationError").is_none());
+    }
+
+    #[test]
+    fn report_shows_configuration_error() {
+        let mut report = report();
+        report.configuration_error = Some("ConfigMap image-patch-system/image-patch-approvals cannot be parsed".into());
+
+        let table = report.to_table();
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+
+        assert!(table.contains("configuration error: ConfigMap image-patch-system/image-patch-approvals cannot be parsed"), "{table}");
+        assert_eq!(json["configurationError"], "ConfigMap image-patch-system/image-patch-approvals cannot be parsed");
     }
 }

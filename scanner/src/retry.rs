@@ -62,11 +62,11 @@ impl RetryPolicy {
                 return Err(error);
             }
             if after.is_some_and(|after| after > self.max_retry_after) {
-                tracing::warn!(%error, retry_after = ?after, "server asks to wait longer than the maximum, giving up");
+                tracing::warn!(%error, retry_after = ?after, max_retry_after = ?self.max_retry_after, "server requested a Retry-After longer than the maximum; the request is not retried");
                 return Err(error);
             }
             let delay = after.unwrap_or_else(|| self.backoff_after(number));
-            tracing::warn!(%error, attempt = number, delay_ms = delay.as_millis() as u64, "retrying");
+            tracing::warn!(%error, attempt = number, delay_ms = delay.as_millis() as u64, "request failed; retrying after the delay");
             tokio::time::sleep(delay).await;
             number += 1;
         }

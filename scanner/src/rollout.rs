@@ -76,6 +76,16 @@ pub fn plan(images: &[WorkloadImage], approvals: &Approvals) -> Vec<PlannedRollo
     planned.into_iter().map(|(workload, changes)| PlannedRollout { workload, changes }).collect()
 }
 
+/// Returns the entries that [`apply`] would return if every patch succeeded, for a dry
+/// run. A workload that cannot be changed in `mode` is left out, as `apply` leaves it.
+pub fn preview(planned: &[PlannedRollout], mode: RolloutMode) -> Vec<RolloutEntry> {
+    planned
+        .iter()
+        .filter(|rollout| patch_body(rollout, mode, chrono::Utc::now()).is_some())
+        .map(|rollout| RolloutEntry { workload: rollout.workload.clone(), changes: describe_changes(rollout), error: None, dry_run: true })
+        .collect()
+}
+
 /// Applies `planned` in `mode`, one workload at a time, and returns what happened.
 /// A workload that cannot be changed in `mode` is left out.
 pub async fn apply(client: &kube::Client, planned: &[PlannedRollout], mode: RolloutMode) -> Vec<RolloutEntry> {
@@ -86,20 +96,25 @@ pub async fn apply(client: &kube::Client, planned: &[PlannedRollout], mode: Roll
         };
         let workload = &rollout.workload;
         let result = send_patch(client, workload, &body).await;
-        let changes = rollout.changes.iter().map(|change| format!("{}: {} → {}", change.container, change.from, change.to)).collect();
+        let changes = describe_changes(rollout);
         let error = match result {
             Ok(()) => {
                 tracing::info!(namespace = %workload.namespace, kind = %workload.kind, name = %workload.name, ?mode, "rolled out approved patch");
                 None
             }
             Err(error) => {
-                tracing::warn!(namespace = %workload.namespace, kind = %workload.kind, name = %workload.name, %error, "rollout failed");
+                tracing::warn!(namespace = %workload.namespace, kind = %workload.kind, name = %workload.name, %error, "rollout failed; the workload is left for the next scan");
                 Some(error.to_string())
             }
         };
-        entries.push(RolloutEntry { workload: workload.clone(), changes, error });
+        entries.push(RolloutEntry { workload: workload.clone(), changes, error, dry_run: false });
     }
     entries
+}
+
+/// Describes each change as `container: old image → new image`.
+fn describe_changes(rollout: &PlannedRollout) -> Vec<String> {
+    rollout.changes.iter().map(|change| format!("{}: {} → {}", change.container, change.from, change.to)).collect()
 }
 
 /// Builds the strategic merge patch for one workload, or `None` when `mode` cannot change it.
@@ -168,6 +183,7 @@ mod tests {
             init,
             image: reference.into(),
             pull_secrets: Vec::new(),
+            service_account: "default".into(),
         }
     }
 
@@ -217,5 +233,23 @@ mod tests {
         assert_eq!(restart["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT_ANNOTATION], "2025-01-01T00:00:00+00:00");
         assert!(patch_body(&rollout(WorkloadKind::Pod, false), RolloutMode::Restart, now).is_none());
         assert!(patch_body(&rollout(WorkloadKind::Deployment, false), RolloutMode::Off, now).is_none());
+    }
+
+    #[test]
+    fn preview_keeps_what_mode_can_change() {
+        let images = vec![
+            image(WorkloadKind::Deployment, "app", false, "mojaloop/quoting-service:v10.4.0"),
+            image(WorkloadKind::Pod, "debug", false, "mojaloop/quoting-service:v10.4.0"),
+        ];
+        let planned = plan(&images, &approvals());
+
+        let patch = preview(&planned, RolloutMode::Patch);
+        let restart = preview(&planned, RolloutMode::Restart);
+
+        assert_eq!(patch.len(), 2);
+        assert!(patch.iter().all(|entry| entry.dry_run && entry.error.is_none()));
+        assert_eq!(patch[0].changes, ["app: mojaloop/quoting-service:v10.4.0 → mojaloop/quoting-service:v10.4.0.2-patch"]);
+        assert_eq!(restart.len(), 1, "restart cannot change a bare Pod");
+        assert_eq!(restart[0].workload.kind, WorkloadKind::Deployment);
     }
 }

@@ -1,7 +1,9 @@
 //! One scan, from configuration to report.
 //!
 //! ```text
-//!  configuration: Slack Secret, approvals ──(missing or unreadable: ScanError::Config)
+//!  configuration: Slack Secret ──(missing: ScanError::Config)
+//!  approvals ──(cannot be parsed: last good document from state, no auto-approval,
+//!               Report::configuration_error, exit status 2 after the scan)
 //!  discovery ─► rows; images with a patch-versioned tag ─► by source repository
 //!  registry: one tag list per repository ─► newest patch per image ─► digests
 //!  auto policy ─► approvals ─► statuses ─► rollout
@@ -9,20 +11,24 @@
 //!  report ─► stdout (by the caller) and ConfigMap image-patch-report
 //! ```
 //!
-//! Only configuration errors and an unreachable API server end a scan with an error.
-//! A registry, Slack or state fault is recorded in the report, and the next scan
+//! Only a missing Slack Secret, an unusable registry setup and an unreachable API
+//! server end a scan early with an error. An approvals document that cannot be parsed,
+//! and registry, Slack or state faults, are recorded in the report, and the next scan
 //! retries what this one could not finish.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use common::approvals::{CONFIGMAP_KEY as APPROVALS_KEY, CONFIGMAP_NAME as APPROVALS_NAME};
+use common::approvals::CONFIGMAP_NAME as APPROVALS_NAME;
 use common::{Approvals, Decision, ImageRef, Mode, Repository};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::api::core::v1::{Secret as KubeSecret, ServiceAccount};
 use kube::api::Api;
+use tracing::Instrument;
+use tracing::field::Empty;
 
+use crate::approvals_source;
 use crate::approve::{self, AutoApproval};
 use crate::configmap::ConfigMapStore;
 use crate::discovery::{self, NamespaceSelection, WorkloadImage};
@@ -40,7 +46,8 @@ const LOOKUP_CONCURRENCY: usize = 16;
 /// A failure that ends a scan.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    /// The configuration is invalid, and the operator has to fix it. Exit status 2.
+    /// The configuration is invalid, and the operator has to fix it. Exit status 2,
+    /// either at once or, for an approvals document that cannot be parsed, after the scan.
     #[error("configuration error: {0}")]
     Config(String),
     /// The API server could not be read. Exit status 1.
@@ -65,34 +72,26 @@ struct Candidate {
 }
 
 /// Runs one scan and returns its report.
+#[tracing::instrument(name = "scan", skip_all, fields(scan_id = Empty, cluster = %options.cluster_name, dry_run = options.dry_run))]
 pub async fn run(client: kube::Client, options: &Options) -> Result<Report, ScanError> {
     let started = Utc::now();
     let scan_id = format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "scan".into()), started.timestamp_nanos_opt().unwrap_or_default());
+    tracing::Span::current().record("scan_id", scan_id.as_str());
     let controller_namespace = options.controller_namespace.as_str();
 
     let slack_url = if options.dry_run { None } else { Some(read_slack_url(&client, options).await?) };
     let approvals_store = ConfigMapStore::new(client.clone(), controller_namespace, APPROVALS_NAME);
-    let approvals_document = approvals_store.read().await?.data.get(APPROVALS_KEY).cloned().unwrap_or_default();
-    let (mut approvals, entry_errors) = Approvals::parse(&approvals_document)
-        .map_err(|error| ScanError::Config(format!("ConfigMap {controller_namespace}/{APPROVALS_NAME}, key {APPROVALS_KEY}: {error}")))?;
-    for error in &entry_errors {
-        tracing::warn!(%error, "invalid approval skipped");
+    let state = StateStore::new(client.clone(), controller_namespace);
+    let loaded = approvals_source::load(&approvals_store, &state, controller_namespace, options.dry_run).await?;
+    for error in &loaded.entry_errors {
+        tracing::warn!(namespace = controller_namespace, configmap = APPROVALS_NAME, %error, "invalid approval entry skipped; the other entries stay in force");
     }
+    let mut approvals = loaded.approvals;
 
-    let mut report = Report {
-        cluster: options.cluster_name.clone(),
-        scanned_at: started,
-        dry_run: options.dry_run,
-        namespaces: Vec::new(),
-        rows: Vec::new(),
-        approval_errors: entry_errors.iter().map(ToString::to_string).collect(),
-        registry_errors: BTreeMap::new(),
-        discovery_errors: BTreeMap::new(),
-        auto_approved: Vec::new(),
-        rollouts: Vec::new(),
-        notice: NoticeSummary::default(),
-        errors: Vec::new(),
-    };
+    let mut report = empty_report(&options.cluster_name, started, options.dry_run);
+    report.approval_errors = loaded.entry_errors.iter().map(ToString::to_string).collect();
+    report.configuration_error = loaded.unparsable.as_ref().map(approvals_source::UnparsableDocument::report_text);
+    report.errors.extend(loaded.state_errors);
 
     let selection = if options.namespaces.is_empty() {
         NamespaceSelection::Selector(options.namespace_selector.clone())
@@ -105,7 +104,7 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
         match discovery::discover_namespace(&client, namespace).await {
             Ok(found) => images.extend(found),
             Err(error) => {
-                tracing::warn!(namespace = %namespace, %error, "cannot list workloads");
+                tracing::warn!(namespace = %namespace, %error, "cannot list the workloads of the namespace; it is left for the next scan");
                 report.discovery_errors.insert(namespace.clone(), error.to_string());
             }
         }
@@ -117,29 +116,62 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
     let credentials = collect_credentials(&client, &classified).await;
     let tags = list_tags(&registry, &classified, &credentials, &mut report).await;
     let mut candidates = find_candidates(&classified, &tags, &approvals);
-    resolve_digests(&registry, &mut candidates, &credentials, &mut report).await;
+    let unresolved = resolve_digests(&registry, &mut candidates, &credentials, &mut report).await;
 
-    let auto_approved = auto_approve(&approvals_store, &approvals_document, &mut approvals, &candidates, options, &mut report).await;
+    // Auto-approval writes the approvals document, which must not overwrite a document
+    // that an operator is still editing.
+    let auto_approved = if loaded.unparsable.is_none() {
+        auto_approve(&approvals_store, &loaded.document, &mut approvals, &candidates, options, &mut report).await
+    } else {
+        BTreeMap::new()
+    };
     let rows_rolled_out = roll_out(&client, &classified, &approvals, options, &mut report).await;
-    report.rows = build_rows(&classified, &tags, &candidates, &approvals, &rows_rolled_out);
+    report.rows = build_rows(&classified, &tags, &candidates, &unresolved, &approvals, &rows_rolled_out, options.dry_run);
 
     let notice = Notice {
         cluster: options.cluster_name.clone(),
         controller_namespace: controller_namespace.to_string(),
         entries: Vec::new(),
         rollouts: report.rollouts.clone(),
+        configuration_error: loaded.unparsable.as_ref().map(|unparsable| unparsable.notice_text(controller_namespace)),
     };
-    let state = StateStore::new(client.clone(), controller_namespace);
     report.notice = announce(&state, notice, &candidates, &auto_approved, slack_url, &scan_id, options).await;
 
     if !options.dry_run {
         let store = ConfigMapStore::new(client.clone(), controller_namespace, report::CONFIGMAP_NAME);
         if let Err(error) = report::store(&store, &report).await {
-            tracing::warn!(%error, "cannot store the report");
+            tracing::warn!(namespace = controller_namespace, configmap = report::CONFIGMAP_NAME, %error, "cannot store the report; it is printed only, and the next scan stores its own");
             report.errors.push(format!("report ConfigMap: {error}"));
         }
     }
     Ok(report)
+}
+
+/// Returns the configuration error of a finished scan, which makes the binary exit
+/// with status 2 after it printed and stored the report.
+pub fn check_configuration(report: &Report) -> Result<(), ScanError> {
+    match &report.configuration_error {
+        Some(error) => Err(ScanError::Config(error.clone())),
+        None => Ok(()),
+    }
+}
+
+fn empty_report(cluster: &str, scanned_at: DateTime<Utc>, dry_run: bool) -> Report {
+    Report {
+        cluster: cluster.to_string(),
+        scanned_at,
+        dry_run,
+        namespaces: Vec::new(),
+        rows: Vec::new(),
+        configuration_error: None,
+        approval_errors: Vec::new(),
+        registry_errors: BTreeMap::new(),
+        discovery_errors: BTreeMap::new(),
+        auto_approved: Vec::new(),
+        rollouts: Vec::new(),
+        notice: NoticeSummary::default(),
+        errors: Vec::new(),
+    }
 }
 
 async fn read_slack_url(client: &kube::Client, options: &Options) -> Result<Secret, ScanError> {
@@ -184,9 +216,11 @@ fn classify(image: WorkloadImage, approvals: &Approvals) -> Classified {
     Classified { image, lookup }
 }
 
-/// Reads the pull Secrets that the images name, and returns the credentials for each
-/// source registry in the order first seen. A Secret that cannot be read is skipped.
+/// Reads the pull Secrets that the images name, directly or through their pod spec's
+/// service account, and returns the credentials for each source registry in the order
+/// first seen. A Secret or service account that cannot be read is skipped.
 async fn collect_credentials(client: &kube::Client, classified: &[Classified]) -> HashMap<Repository, Vec<Credential>> {
+    let mut accounts: HashMap<(String, String), Vec<String>> = HashMap::new();
     let mut secrets: HashMap<(String, String), BTreeMap<String, Credential>> = HashMap::new();
     let mut by_repository: HashMap<Repository, Vec<Credential>> = HashMap::new();
     for item in classified {
@@ -194,7 +228,13 @@ async fn collect_credentials(client: &kube::Client, classified: &[Classified]) -
             continue;
         };
         let namespace = &item.image.workload.namespace;
-        for name in &item.image.pull_secrets {
+        let account_key = (namespace.clone(), item.image.service_account.clone());
+        if !accounts.contains_key(&account_key) {
+            let names = read_account_pull_secrets(client, namespace, &item.image.service_account).await;
+            accounts.insert(account_key.clone(), names);
+        }
+        let names: Vec<&String> = item.image.pull_secrets.iter().chain(&accounts[&account_key]).collect();
+        for name in names {
             let key = (namespace.clone(), name.clone());
             if !secrets.contains_key(&key) {
                 secrets.insert(key.clone(), read_pull_secret(client, namespace, name).await);
@@ -210,25 +250,41 @@ async fn collect_credentials(client: &kube::Client, classified: &[Classified]) -
     by_repository
 }
 
+/// Returns the names of a service account's `imagePullSecrets`, or none when it cannot be read.
+async fn read_account_pull_secrets(client: &kube::Client, namespace: &str, name: &str) -> Vec<String> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    match accounts.get_opt(name).await {
+        Ok(Some(account)) => account.image_pull_secrets.into_iter().flatten().map(|secret| secret.name).filter(|name| !name.is_empty()).collect(),
+        Ok(None) => {
+            tracing::warn!(namespace, service_account = name, "service account of a workload does not exist; its pull Secrets are skipped");
+            Vec::new()
+        }
+        Err(error) => {
+            tracing::warn!(namespace, service_account = name, %error, "cannot read the service account of a workload; its pull Secrets are skipped");
+            Vec::new()
+        }
+    }
+}
+
 async fn read_pull_secret(client: &kube::Client, namespace: &str, name: &str) -> BTreeMap<String, Credential> {
     let secrets: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
     let secret = match secrets.get_opt(name).await {
         Ok(Some(secret)) => secret,
         Ok(None) => {
-            tracing::warn!(namespace, secret = name, "pull Secret does not exist");
+            tracing::warn!(namespace, secret = name, "pull Secret does not exist; the registry is read without it");
             return BTreeMap::new();
         }
         Err(error) => {
-            tracing::warn!(namespace, secret = name, %error, "cannot read pull Secret");
+            tracing::warn!(namespace, secret = name, %error, "cannot read the pull Secret; the registry is read without it");
             return BTreeMap::new();
         }
     };
     let Some(document) = secret.data.as_ref().and_then(|data| data.get(".dockerconfigjson")) else {
-        tracing::warn!(namespace, secret = name, "pull Secret has no .dockerconfigjson key");
+        tracing::warn!(namespace, secret = name, "pull Secret has no .dockerconfigjson key; the registry is read without it");
         return BTreeMap::new();
     };
     credentials::parse_docker_config(&document.0).unwrap_or_else(|error| {
-        tracing::warn!(namespace, secret = name, %error, "pull Secret cannot be used");
+        tracing::warn!(namespace, secret = name, %error, "invalid pull Secret skipped; the registry is read without it");
         BTreeMap::new()
     })
 }
@@ -246,7 +302,18 @@ async fn list_tags(
 ) -> HashMap<Repository, Arc<Vec<String>>> {
     let repositories: BTreeSet<&Repository> = classified.iter().filter_map(|item| item.lookup.as_ref().map(|(repository, _)| repository)).collect();
     let results: Vec<_> = futures::stream::iter(repositories)
-        .map(|repository| async move { (repository, registry.list_tags(repository, credentials_for(credentials, repository)).await) })
+        .map(|repository| {
+            let span = lookup_span(repository, None);
+            async move {
+                let result = registry.list_tags(repository, credentials_for(credentials, repository)).await;
+                match &result {
+                    Ok(list) => tracing::info!(tags = list.len(), "read the tag list"),
+                    Err(error) => tracing::warn!(%error, "cannot read the tag list; the repository's patches are unknown and left for the next scan"),
+                }
+                (repository, result)
+            }
+            .instrument(span)
+        })
         .buffer_unordered(LOOKUP_CONCURRENCY)
         .collect()
         .await;
@@ -255,16 +322,19 @@ async fn list_tags(
     for (repository, result) in results {
         match result {
             Ok(list) => {
-                tracing::info!(repository = %repository, tags = list.len(), "read tag list");
                 tags.insert(repository.clone(), Arc::new(list));
             }
             Err(error) => {
-                tracing::warn!(repository = %repository, %error, "tag list unknown");
                 report.registry_errors.insert(repository.to_string(), error.to_string());
             }
         }
     }
     tags
+}
+
+/// Returns the span of one registry lookup: a tag list, or the digest of `patch`.
+fn lookup_span(repository: &Repository, patch: Option<&str>) -> tracing::Span {
+    tracing::info_span!("repository_lookup", registry = %repository.registry, repository = %repository.path, patch = patch)
 }
 
 /// Groups the newest patch of each image by repository and patch.
@@ -298,29 +368,42 @@ fn find_candidates(classified: &[Classified], tags: &HashMap<Repository, Arc<Vec
     candidates
 }
 
+/// Resolves the manifest digest of each candidate. A candidate whose digest cannot be
+/// resolved is removed, so that it is neither approved nor announced nor recorded, and
+/// the next scan looks it up again. Returns the removed patches with the registry's error.
 async fn resolve_digests(
     registry: &RegistryClient,
     candidates: &mut BTreeMap<PatchKey, Candidate>,
     credentials: &HashMap<Repository, Vec<Credential>>,
     report: &mut Report,
-) {
+) -> BTreeMap<PatchKey, String> {
     let results: Vec<_> = futures::stream::iter(candidates.iter())
-        .map(|(key, candidate)| async move {
-            let result = registry.manifest_digest(&candidate.repository, &candidate.patch, credentials_for(credentials, &candidate.repository)).await;
-            (key.clone(), result)
+        .map(|(key, candidate)| {
+            let span = lookup_span(&candidate.repository, Some(&candidate.patch));
+            async move {
+                let result = registry.manifest_digest(&candidate.repository, &candidate.patch, credentials_for(credentials, &candidate.repository)).await;
+                if let Err(error) = &result {
+                    tracing::warn!(%error, "cannot resolve the patch's manifest digest; the patch is not announced and is left for the next scan");
+                }
+                (key.clone(), result)
+            }
+            .instrument(span)
         })
         .buffer_unordered(LOOKUP_CONCURRENCY)
         .collect()
         .await;
+    let mut unresolved = BTreeMap::new();
     for (key, result) in results {
         match result {
             Ok(digest) => candidates.get_mut(&key).expect("results come from the candidates").digest = Some(digest),
             Err(error) => {
-                tracing::warn!(repository = %key.repository, patch = %key.patch, %error, "digest unknown");
                 report.registry_errors.insert(format!("{}:{}", key.repository, key.patch), format!("digest: {error}"));
+                candidates.remove(&key);
+                unresolved.insert(key, error.to_string());
             }
         }
     }
+    unresolved
 }
 
 /// Approves the candidates of repositories whose policy is `auto`. Returns the approved
@@ -364,7 +447,7 @@ async fn auto_approve(
             approved.approved.into_iter().map(|approval| (approval.key(), approval.approved_by)).collect()
         }
         Err(error) => {
-            tracing::warn!(%error, "auto-approval failed; the patches are announced as available");
+            tracing::warn!(configmap = APPROVALS_NAME, %error, "auto-approval failed; the patches are announced as available, and the next scan approves them");
             report.errors.push(format!("auto-approval: {error}"));
             BTreeMap::new()
         }
@@ -372,6 +455,7 @@ async fn auto_approve(
 }
 
 /// Rolls out approved patches; returns the rows (workload, container) that were changed.
+/// A dry run only plans: the report lists the changes, and the rows returned are those it would change.
 async fn roll_out(
     client: &kube::Client,
     classified: &[Classified],
@@ -379,12 +463,16 @@ async fn roll_out(
     options: &Options,
     report: &mut Report,
 ) -> BTreeSet<(crate::discovery::WorkloadId, String)> {
-    if options.rollout == RolloutMode::Off || options.dry_run {
+    if options.rollout == RolloutMode::Off {
         return BTreeSet::new();
     }
     let images: Vec<WorkloadImage> = classified.iter().map(|item| item.image.clone()).collect();
     let planned = crate::rollout::plan(&images, approvals);
-    report.rollouts = crate::rollout::apply(client, &planned, options.rollout).await;
+    report.rollouts = if options.dry_run {
+        crate::rollout::preview(&planned, options.rollout)
+    } else {
+        crate::rollout::apply(client, &planned, options.rollout).await
+    };
 
     let succeeded: BTreeSet<_> = report.rollouts.iter().filter(|entry| entry.error.is_none()).map(|entry| entry.workload.clone()).collect();
     planned
@@ -398,8 +486,10 @@ fn build_rows(
     classified: &[Classified],
     tags: &HashMap<Repository, Arc<Vec<String>>>,
     candidates: &BTreeMap<PatchKey, Candidate>,
+    unresolved: &BTreeMap<PatchKey, String>,
     approvals: &Approvals,
     rolled_out: &BTreeSet<(crate::discovery::WorkloadId, String)>,
+    dry_run: bool,
 ) -> Vec<Row> {
     classified
         .iter()
@@ -430,11 +520,17 @@ fn build_rows(
                 return row;
             };
             let decision = common::decide(&image.image, &image.workload.namespace, approvals);
-            if rolled_out.contains(&(image.workload.clone(), image.container.clone())) {
+            let changed = rolled_out.contains(&(image.workload.clone(), image.container.clone()));
+            if changed && !dry_run {
                 row.status = Status::RolledOut;
             } else if let Decision::Rewrite(rewrite) = &decision {
-                row.status = Status::Approved;
-                row.detail = Some(format!("approved: {}", rewrite.to));
+                if changed {
+                    row.status = Status::WouldRollOut;
+                    row.detail = Some(format!("would roll out: {} → {}", rewrite.from, rewrite.to));
+                } else {
+                    row.status = Status::Approved;
+                    row.detail = Some(format!("approved: {}", rewrite.to));
+                }
             }
             let Some(list) = tags.get(repository) else {
                 if row.status == Status::NotPatchVersioned {
@@ -446,7 +542,13 @@ fn build_rows(
                 let key = PatchKey { repository: repository.to_string(), patch: patch.to_string() };
                 row.newest_patch = Some(patch.to_string());
                 row.digest = candidates.get(&key).and_then(|candidate| candidate.digest.clone());
-                if row.status == Status::NotPatchVersioned {
+                if let Some(error) = unresolved.get(&key) {
+                    // Without a digest the patch is unknown, like a repository without a tag list.
+                    if row.status == Status::NotPatchVersioned {
+                        row.status = Status::RegistryError;
+                        row.detail = Some(format!("digest: {error}"));
+                    }
+                } else if row.status == Status::NotPatchVersioned {
                     row.status = Status::PatchAvailable;
                 }
             } else if row.status == Status::NotPatchVersioned {
@@ -479,7 +581,7 @@ async fn announce(
     let new = match new {
         Ok(new) => new,
         Err(error) => {
-            tracing::warn!(%error, "cannot read or claim the state; nothing is announced this time");
+            tracing::warn!(configmap = crate::state::CONFIGMAP_NAME, %error, "cannot read or claim the state; nothing is announced, and the next scan retries");
             summary.error = Some(error.to_string());
             return summary;
         }
@@ -513,6 +615,7 @@ async fn announce(
             }
         }
         Err(error) => {
+            tracing::warn!(%error, "cannot set up the Slack client; nothing is announced, and the next scan retries");
             summary.error = Some(format!("cannot set up the Slack client: {error}"));
             failed_from = 0;
         }
@@ -525,7 +628,7 @@ async fn announce(
         .map(|key| (key.clone(), candidates[key].digest.clone()))
         .collect();
     let result = state
-        .update(|document| {
+        .update_with_retry(&crate::state::UPDATE_RETRY, |document| {
             document.confirm(scan_id, &delivered, Utc::now());
             true
         })
@@ -533,9 +636,16 @@ async fn announce(
     match result {
         Ok(_) => summary.announced = delivered.into_keys().collect(),
         Err(error) => {
-            // NOTE: Slack has the message but the state does not, so the next scan announces these patches again.
-            tracing::error!(%error, "notice sent but not recorded");
-            summary.error = Some(format!("notice sent but not recorded: {error}"));
+            // NOTE: when every attempt fails, Slack has the message but the state does not, so the
+            // first scan after this scan's claim expires (--claim-ttl) announces these patches again.
+            let patches = delivered.keys().map(|key| format!("{}:{}", key.repository, key.patch)).collect::<Vec<_>>().join(", ");
+            tracing::error!(
+                configmap = crate::state::CONFIGMAP_NAME,
+                %patches,
+                %error,
+                "Slack accepted the notice, but the announced patches could not be recorded; a scan after the claim expires announces them again"
+            );
+            summary.error = Some(format!("notice sent but not recorded ({patches}): {error}"));
         }
     }
     summary
@@ -564,5 +674,87 @@ fn patch_entry(key: &PatchKey, candidate: &Candidate, auto_approved_by: Option<&
         digest: candidate.digest.clone(),
         workloads: candidate.workloads.clone(),
         auto_approved_by: auto_approved_by.cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+    use crate::discovery::{WorkloadId, WorkloadKind};
+    use crate::retry::RetryPolicy;
+
+    /// A log writer that keeps everything written, for assertions.
+    #[derive(Clone, Default)]
+    struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+    impl CapturedLogs {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl Write for CapturedLogs {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for CapturedLogs {
+        type Writer = CapturedLogs;
+
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn lookup_failure_log_names_repository() {
+        let logs = CapturedLogs::default();
+        let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        // A loopback port that was just free: every connection is refused.
+        let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        let repository = Repository::new(&address, "mojaloop/als");
+        let registry = RegistryClient::new(RegistryConfig {
+            insecure: vec![address.clone()],
+            concurrency: 1,
+            timeout: Duration::from_secs(2),
+            retry: RetryPolicy { attempts: 1, backoff: Duration::from_millis(10), max_retry_after: Duration::from_secs(1) },
+            page_size: 10,
+        })
+        .unwrap();
+        let image = WorkloadImage {
+            workload: WorkloadId { namespace: "mojaloop".into(), kind: WorkloadKind::Deployment, name: "als".into() },
+            container: "als".into(),
+            init: false,
+            image: format!("{address}/mojaloop/als:v1.0.0"),
+            pull_secrets: vec!["hub-pull".into()],
+            service_account: "default".into(),
+        };
+        let classified = vec![Classified { image, lookup: Some((repository.clone(), "v1.0.0".into())) }];
+        let credential = Credential { username: "hub".into(), password: Secret::new("hunter2-password") };
+        let credentials = HashMap::from([(repository.clone(), vec![credential])]);
+        let mut report = empty_report("hub", Utc::now(), false);
+
+        let tags = list_tags(&registry, &classified, &credentials, &mut report).await;
+
+        let text = logs.text();
+        assert!(tags.is_empty());
+        assert!(text.contains(&format!("repository_lookup{{registry={address} repository=mojaloop/als}}")), "{text}");
+        assert!(text.contains("WARN"), "{text}");
+        assert!(text.contains("left for the next scan"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(report.registry_errors.contains_key(&repository.to_string()));
     }
 }

@@ -1,4 +1,6 @@
-//! Which patches were announced, in the ConfigMap `image-patch-state` (key `state.json`).
+//! Which patches were announced, in the ConfigMap `image-patch-state` (key `state.json`),
+//! and the last approvals document that parsed, which a scan falls back to when the
+//! approvals ConfigMap contains a document that cannot be parsed.
 //!
 //! A patch counts as announced only once Slack accepted the message, yet two scans
 //! that run at once must not both send it. So a scan first *claims* the patches it is
@@ -20,6 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::configmap::{ConfigMapStore, Versioned, Written};
+use crate::retry::RetryPolicy;
 
 /// Name of the state ConfigMap.
 pub const CONFIGMAP_NAME: &str = "image-patch-state";
@@ -28,6 +31,10 @@ pub const CONFIGMAP_KEY: &str = "state.json";
 
 /// Attempts of one conditional write before the scan gives up on the state for this run.
 const WRITE_ATTEMPTS: usize = 10;
+
+/// Retries of a whole update (read, change, conditional write) after an API server error
+/// or contention: 5 attempts over about 15 s of backoff.
+pub const UPDATE_RETRY: RetryPolicy = RetryPolicy { attempts: 5, backoff: Duration::from_secs(1), max_retry_after: Duration::ZERO };
 
 /// A repository's patch tag: the unit that is announced once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -74,6 +81,19 @@ pub struct StateDocument {
     /// Claims of scans that are sending notices.
     #[serde(default)]
     pub claims: Vec<Claim>,
+    /// The last approvals document that parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good_approvals: Option<LastGoodApprovals>,
+}
+
+/// An approvals document that parsed, as a scan read it from the approvals ConfigMap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastGoodApprovals {
+    /// The text of key `approvals.yaml`.
+    pub document: String,
+    /// When a scan first read this text.
+    pub recorded_at: DateTime<Utc>,
 }
 
 /// A failure to read or write the state. The scan then announces nothing this time.
@@ -118,6 +138,16 @@ impl StateDocument {
                 self.announced.push(Announced { key: key.clone(), digest: digest.clone(), announced_at: now });
             }
         }
+    }
+
+    /// Records `document` as the last good approvals. Returns `false`, and changes
+    /// nothing, when it is recorded already, so that an unchanged document costs no write.
+    pub fn record_good_approvals(&mut self, document: &str, now: DateTime<Utc>) -> bool {
+        if self.last_good_approvals.as_ref().is_some_and(|recorded| recorded.document == document) {
+            return false;
+        }
+        self.last_good_approvals = Some(LastGoodApprovals { document: document.to_string(), recorded_at: now });
+        true
     }
 
     /// Drops `scan_id`'s claim, so that the next scan announces those patches.
@@ -170,6 +200,41 @@ impl StateStore {
         }
         Err(StateError::Contended)
     }
+
+    /// Runs [`StateStore::update`] up to `retry.attempts` times, with backoff, while it
+    /// fails with an API server error or contention. A document that cannot be parsed,
+    /// or a rejection that another attempt cannot change (such as 403), ends it at once.
+    pub async fn update_with_retry<F>(&self, retry: &RetryPolicy, mut change: F) -> Result<StateDocument, StateError>
+    where
+        F: FnMut(&mut StateDocument) -> bool,
+    {
+        let mut failed = 0;
+        loop {
+            let error = match self.update(&mut change).await {
+                Ok(document) => return Ok(document),
+                Err(error) => error,
+            };
+            failed += 1;
+            if !error.is_transient() || failed >= retry.attempts {
+                return Err(error);
+            }
+            let delay = retry.backoff_after(failed);
+            tracing::warn!(configmap = CONFIGMAP_NAME, %error, attempt = failed, delay_ms = delay.as_millis() as u64, "cannot update the state, retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+impl StateError {
+    /// Checks whether another attempt may succeed: server errors, timeouts, transport
+    /// errors, 429 and contention, but not other 4xx responses or an unreadable document.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StateError::Api(kube::Error::Api(status)) => !(400..500).contains(&status.code) || status.code == 429,
+            StateError::Api(_) | StateError::Contended => true,
+            StateError::Parse(_) => false,
+        }
+    }
 }
 
 fn parse(versioned: &Versioned) -> Result<StateDocument, StateError> {
@@ -181,7 +246,16 @@ fn parse(versioned: &Versioned) -> Result<StateDocument, StateError> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::body::Bytes;
+    use axum::http::StatusCode;
+    use axum::routing::get;
     use chrono::TimeZone;
+    use rstest::rstest;
+    use serde_json::json;
 
     use super::*;
 
@@ -255,5 +329,95 @@ mod tests {
         assert!(text.contains(r#""repository":"docker.io/mojaloop/quoting-service""#));
         assert!(text.contains(r#""announcedAt""#));
         assert_eq!(parsed, document);
+    }
+
+    #[test]
+    fn good_approvals_recorded_once() {
+        let mut document = StateDocument::default();
+
+        let first = document.record_good_approvals("approvals: []\n", at(0));
+        let unchanged = document.record_good_approvals("approvals: []\n", at(1));
+        let edited = document.record_good_approvals("policies: []\n", at(2));
+
+        assert!(first);
+        assert!(!unchanged);
+        assert!(edited);
+        let recorded = document.last_good_approvals.as_ref().unwrap();
+        assert_eq!(recorded.document, "policies: []\n");
+        assert_eq!(recorded.recorded_at, at(2));
+    }
+
+    #[test]
+    fn state_without_last_good_approvals_parses() {
+        let parsed: StateDocument = serde_json::from_str(r#"{"announced": [], "claims": []}"#).unwrap();
+        let text = serde_json::to_string(&StateDocument::default()).unwrap();
+
+        assert_eq!(parsed.last_good_approvals, None);
+        assert!(!text.contains("lastGoodApprovals"), "{text}");
+    }
+
+    /// Starts a fake API server whose state ConfigMap accepts a replace only after
+    /// `failures` replaces were rejected with `status`. Returns a client and the replace counter.
+    async fn fake_api_server(status: u16, failures: usize) -> (kube::Client, Arc<AtomicUsize>) {
+        let replaces = Arc::new(AtomicUsize::new(0));
+        let counter = replaces.clone();
+        let config_map = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": CONFIGMAP_NAME, "namespace": "ns", "resourceVersion": "1"},
+            "data": {CONFIGMAP_KEY: "{}"},
+        });
+        let app = Router::new().route(
+            "/api/v1/namespaces/ns/configmaps/image-patch-state",
+            get(move || {
+                let config_map = config_map.clone();
+                async move { axum::Json(config_map) }
+            })
+            .put(move |body: Bytes| {
+                let number = counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if number < failures {
+                        let failure = json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "message": "injected", "code": status});
+                        return (StatusCode::from_u16(status).unwrap(), axum::Json(failure));
+                    }
+                    (StatusCode::OK, axum::Json(serde_json::from_slice(&body).unwrap()))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        // kube builds a TLS setup even for http, and two rustls providers are compiled in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        (kube::Client::try_from(config).unwrap(), replaces)
+    }
+
+    fn retry() -> RetryPolicy {
+        RetryPolicy { attempts: 3, backoff: Duration::from_millis(10), max_retry_after: Duration::ZERO }
+    }
+
+    fn confirm_one(document: &mut StateDocument) -> bool {
+        document.confirm("scan-a", &BTreeMap::from([(key("v1.0.0.1-patch"), None)]), at(0));
+        true
+    }
+
+    #[rstest]
+    #[case::server_error_then_stored(500, 2, true, 3)]
+    #[case::server_error_on_every_attempt(500, 100, false, 3)]
+    #[case::too_many_requests_then_stored(429, 1, true, 2)]
+    #[case::forbidden_not_retried(403, 100, false, 1)]
+    #[tokio::test]
+    async fn update_with_retry_outcomes(#[case] status: u16, #[case] failures: usize, #[case] stored: bool, #[case] expected_replaces: usize) {
+        let (client, replaces) = fake_api_server(status, failures).await;
+        let store = StateStore::new(client, "ns");
+
+        let result = store.update_with_retry(&retry(), confirm_one).await;
+
+        assert_eq!(result.is_ok(), stored, "{result:?}");
+        assert_eq!(replaces.load(Ordering::SeqCst), expected_replaces);
+        if let Ok(document) = result {
+            assert_eq!(document.announced.len(), 1);
+        }
     }
 }

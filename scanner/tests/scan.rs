@@ -6,7 +6,7 @@ mod common;
 
 use common::{MOJALOOP, OTHER, delivered_text, row};
 use scanner::report::Status;
-use testsupport::fault_proxy::{LinkStyle, PathKind};
+use testsupport::fault_proxy::{Fault, LinkStyle, PathKind};
 
 const QUOTING: &str = "mojaloop/quoting-service";
 
@@ -128,6 +128,38 @@ async fn registry_faults_are_unknown_not_up_to_date() {
 }
 
 #[tokio::test]
+async fn unresolved_digest_is_not_announced() {
+    let stack = common::start(false).await;
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    stack.set_approvals(&format!("policies:\n  - image: {}/mojaloop/*\n    mode: auto\n", stack.proxy.address())).await;
+    stack.deployment(MOJALOOP, "quoting", &[("app", &stack.image(QUOTING, "v10.4.0"))], &[], &[]).await;
+    // The tag list answers, but every manifest request fails on all attempts.
+    stack.proxy.inject_for(PathKind::Manifest, Fault::ServerError { status: 503 }, 100);
+
+    let outage = stack.scan(&[]).await.unwrap();
+
+    let quoting = row(&outage, "Deployment", "quoting", "app");
+    assert_eq!(quoting.status, Status::RegistryError);
+    assert_eq!(quoting.digest, None);
+    assert!(outage.registry_errors.keys().any(|key| key.ends_with("quoting-service:v10.4.0.1-patch")), "{:?}", outage.registry_errors);
+    assert!(outage.auto_approved.is_empty());
+    assert!(outage.notice.announced.is_empty());
+    assert!(stack.slack.messages().is_empty());
+    assert!(stack.announced().await.is_empty());
+    let approvals = stack.config_map_data("image-patch-approvals", "approvals.yaml").await.unwrap();
+    assert!(!approvals.contains("v10.4.0.1-patch"), "{approvals}");
+
+    stack.proxy.clear_faults();
+    let recovered = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(row(&recovered, "Deployment", "quoting", "app").status, Status::Approved);
+    assert_eq!(recovered.auto_approved.len(), 1);
+    assert_eq!(recovered.notice.announced.len(), 1);
+    assert!(delivered_text(&stack.slack).contains("Digest: `sha256:"));
+    assert_eq!(stack.announced().await.len(), 1);
+}
+
+#[tokio::test]
 async fn slack_failure_then_recovery_announces_once() {
     let stack = common::start(false).await;
     stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
@@ -223,17 +255,7 @@ async fn basic_auth_registry_with_pull_secret() {
     let stack = common::start(false).await;
     let private = testsupport::Registry::start_with_basic_auth("hub", "hub-password").await.unwrap();
     testsupport::seed::push_image(private.address(), QUOTING, &["v10.4.0", "v10.4.0.1-patch"], &private.auth()).await.unwrap();
-    let auth = base64_encode("hub:hub-password");
-    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "hub-pull", "namespace": MOJALOOP},
-        "type": "kubernetes.io/dockerconfigjson",
-        "stringData": {".dockerconfigjson": format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, private.address())},
-    }))
-    .unwrap();
-    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(stack.admin.clone(), MOJALOOP)
-        .create(&Default::default(), &secret)
-        .await
-        .unwrap();
+    stack.pull_secret(MOJALOOP, "hub-pull", private.address(), "hub", "hub-password").await;
     let image = format!("{}/{QUOTING}:v10.4.0", private.address());
     stack.deployment(MOJALOOP, "with-secret", &[("app", &image)], &[], &["hub-pull"]).await;
     stack.deployment(MOJALOOP, "without-secret", &[("app", &image)], &[], &[]).await;
@@ -248,15 +270,109 @@ async fn basic_auth_registry_with_pull_secret() {
 }
 
 #[tokio::test]
-async fn configuration_errors_fail_the_scan() {
+async fn pull_secret_from_service_account() {
     let stack = common::start(false).await;
-    stack.set_approvals("approvals: [unclosed").await;
+    let private = testsupport::Registry::start_with_basic_auth("hub", "hub-password").await.unwrap();
+    let ledger = "mojaloop/central-ledger";
+    testsupport::seed::push_image(private.address(), QUOTING, &["v10.4.0", "v10.4.0.1-patch"], &private.auth()).await.unwrap();
+    testsupport::seed::push_image(private.address(), ledger, &["v17.0.0", "v17.0.0.1-patch"], &private.auth()).await.unwrap();
+    stack.pull_secret(MOJALOOP, "hub-pull", private.address(), "hub", "hub-password").await;
+    stack.service_account(MOJALOOP, "hub-puller", &["hub-pull"]).await;
+    stack.service_account(MOJALOOP, "default", &["hub-pull"]).await;
+    stack.service_account(MOJALOOP, "no-secrets", &[]).await;
+    // Each workload has its own repository, so no workload's credentials serve another.
+    let quoting = format!("{}/{QUOTING}:v10.4.0", private.address());
+    let ledger_image = format!("{}/{ledger}:v17.0.0", private.address());
+    let adapter = format!("{}/mojaloop/ml-api-adapter:v14.0.0", private.address());
+    stack.deployment_with_account(MOJALOOP, "named-account", &quoting, "hub-puller").await;
+    stack.deployment(MOJALOOP, "default-account", &[("app", &ledger_image)], &[], &[]).await;
+    stack.deployment_with_account(MOJALOOP, "anonymous", &adapter, "no-secrets").await;
 
-    let unreadable = stack.scan(&[]).await.unwrap_err();
+    let report = stack.scan(&[&format!("--insecure-registry={}", private.address())]).await.unwrap();
+
+    assert_eq!(row(&report, "Deployment", "named-account", "named-account").status, Status::PatchAvailable);
+    assert_eq!(row(&report, "Deployment", "default-account", "app").status, Status::PatchAvailable);
+    assert_eq!(row(&report, "Deployment", "anonymous", "anonymous").status, Status::RegistryError);
+    let denied = report.registry_errors.iter().find(|(key, _)| key.contains("ml-api-adapter")).map(|(_, error)| error.as_str());
+    assert!(denied.is_some_and(|error| error.contains("access denied")), "{:?}", report.registry_errors);
+    assert!(!report.to_json().contains("hub-password"));
+}
+
+#[tokio::test]
+async fn missing_slack_secret_fails_the_scan() {
+    let stack = common::start(false).await;
+
     let missing_secret = stack.scan(&["--slack-secret=absent"]).await.unwrap_err();
 
-    assert!(matches!(unreadable, scanner::scan::ScanError::Config(_)), "{unreadable}");
     assert!(matches!(missing_secret, scanner::scan::ScanError::Config(_)), "{missing_secret}");
+}
+
+#[tokio::test]
+async fn unparsable_approvals_use_last_good() {
+    let stack = common::start(false).await;
+    let ledger = "mojaloop/central-ledger";
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    stack.seed(ledger, &["v17.0.0", "v17.0.0.1-patch"]).await;
+    let address = stack.proxy.address().to_string();
+    let good = format!(
+        "approvals:\n  - image: {address}/{QUOTING}\n    version: v10.4.0\n    patch: v10.4.0.1-patch\npolicies:\n  - image: {address}/{ledger}\n    mode: auto\n"
+    );
+    stack.set_approvals(&good).await;
+    stack.deployment(MOJALOOP, "quoting", &[("app", &stack.image(QUOTING, "v10.4.0"))], &[], &[]).await;
+
+    let first = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(row(&first, "Deployment", "quoting", "app").status, Status::Approved);
+    assert_eq!(first.configuration_error, None);
+    assert!(scanner::scan::check_configuration(&first).is_ok());
+    let state = stack.config_map_data("image-patch-state", "state.json").await.unwrap();
+    assert!(state.contains("lastGoodApprovals"), "{state}");
+
+    let garbage = "approvals: [unclosed";
+    stack.set_approvals(garbage).await;
+    stack.deployment(MOJALOOP, "ledger", &[("app", &stack.image(ledger, "v17.0.0"))], &[], &[]).await;
+
+    let broken = stack.scan(&[]).await.unwrap();
+
+    let error = broken.configuration_error.clone().expect("the report carries the configuration error");
+    assert!(error.contains("image-patch-system/image-patch-approvals, key approvals.yaml"), "{error}");
+    assert!(error.contains("line "), "{error}");
+    assert!(error.contains("used the last good approvals, recorded at"), "{error}");
+    assert_eq!(row(&broken, "Deployment", "quoting", "app").status, Status::Approved);
+    assert_eq!(row(&broken, "Deployment", "ledger", "app").status, Status::PatchAvailable);
+    assert!(broken.auto_approved.is_empty(), "{:?}", broken.auto_approved);
+    assert_eq!(broken.notice.announced.len(), 1, "{:?}", broken.notice);
+    assert!(broken.notice.announced[0].repository.ends_with(ledger));
+    let last_notice = stack.slack.delivered().last().unwrap().json["text"].as_str().unwrap().to_string();
+    assert!(last_notice.contains("Configuration error: ConfigMap image-patch-system/image-patch-approvals cannot be parsed"), "{last_notice}");
+    assert!(last_notice.contains("v17.0.0.1-patch"), "{last_notice}");
+    let stored = stack.config_map_data("image-patch-report", "report.json").await.unwrap();
+    assert!(stored.contains("\"configurationError\""), "{stored}");
+    let table = stack.config_map_data("image-patch-report", "report.txt").await.unwrap();
+    assert!(table.contains("configuration error: ConfigMap image-patch-system/image-patch-approvals"), "{table}");
+    assert_eq!(stack.config_map_data("image-patch-approvals", "approvals.yaml").await.as_deref(), Some(garbage));
+    let exit = scanner::scan::check_configuration(&broken).unwrap_err();
+    assert!(matches!(exit, scanner::scan::ScanError::Config(_)), "{exit}");
+    let state = stack.config_map_data("image-patch-state", "state.json").await.unwrap();
+    assert!(state.contains("v10.4.0.1-patch"), "the last good document stays recorded: {state}");
+}
+
+#[tokio::test]
+async fn unparsable_approvals_without_last_good() {
+    let stack = common::start(false).await;
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    stack.set_approvals("approvals: [unclosed").await;
+    stack.deployment(MOJALOOP, "quoting", &[("app", &stack.image(QUOTING, "v10.4.0"))], &[], &[]).await;
+
+    let report = stack.scan(&[]).await.unwrap();
+
+    let error = report.configuration_error.clone().expect("the report carries the configuration error");
+    assert!(error.contains("used no approvals, because no scan has recorded a document that parsed"), "{error}");
+    assert_eq!(row(&report, "Deployment", "quoting", "app").status, Status::PatchAvailable);
+    assert_eq!(report.notice.announced.len(), 1);
+    assert!(scanner::scan::check_configuration(&report).is_err());
+    let state = stack.config_map_data("image-patch-state", "state.json").await.unwrap();
+    assert!(!state.contains("lastGoodApprovals"), "{state}");
 }
 
 #[tokio::test]
@@ -273,7 +389,27 @@ async fn dry_run_writes_nothing() {
     assert!(stack.config_map_data("image-patch-report", "report.json").await.is_none());
 }
 
-fn base64_encode(text: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(text)
+#[tokio::test]
+async fn dry_run_reports_planned_rollout() {
+    let stack = common::start(true).await;
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    let repository = format!("{}/{QUOTING}", stack.proxy.address());
+    stack.set_approvals(&format!("approvals:\n  - image: {repository}\n    version: v10.4.0\n    patch: v10.4.0.1-patch\n")).await;
+    let running = stack.image(QUOTING, "v10.4.0");
+    stack.deployment(MOJALOOP, "quoting", &[("app", &running)], &[], &[]).await;
+
+    let report = stack.scan(&["--dry-run", "--rollout=patch", "--slack-secret=absent"]).await.unwrap();
+
+    let quoting = row(&report, "Deployment", "quoting", "app");
+    assert_eq!(quoting.status, Status::WouldRollOut);
+    assert_eq!(quoting.detail.as_deref(), Some(format!("would roll out: {running} → {repository}:v10.4.0.1-patch").as_str()));
+    assert_eq!(report.rollouts.len(), 1);
+    assert!(report.rollouts[0].dry_run);
+    assert_eq!(report.rollouts[0].error, None);
+    assert_eq!(report.rollouts[0].changes, [format!("app: {running} → {repository}:v10.4.0.1-patch")]);
+    assert!(report.to_table().contains("mojaloop/Deployment/quoting: would roll out (dry run): app: "));
+    // The scanner's account may patch workloads here, so an unchanged image shows that nothing was written.
+    assert_eq!(stack.deployment_images(MOJALOOP, "quoting").await["app"], running);
+    assert!(stack.config_map_data("image-patch-state", "state.json").await.is_none());
+    assert!(stack.config_map_data("image-patch-report", "report.json").await.is_none());
 }

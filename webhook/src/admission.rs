@@ -127,6 +127,20 @@ impl Review {
         }
     }
 
+    /// Allows the object unchanged because its namespace is never patched: the webhook's own,
+    /// or `kube-system`. The webhook configuration already leaves them out; this holds the rule
+    /// even when a configuration is edited by hand.
+    pub fn protected_namespace(request: &AdmissionRequest<DynamicObject>, namespace: &str) -> Self {
+        tracing::warn!(namespace, "request for a namespace that is never patched; object admitted unchanged");
+        Self::unchanged(
+            request,
+            Outcome::Unchanged,
+            Some(format!(
+                "image-patch: namespace {namespace} is never patched; object admitted unchanged"
+            )),
+        )
+    }
+
     /// Allows the object unchanged after an internal fault, with a warning that names it.
     pub fn internal_error(request: &AdmissionRequest<DynamicObject>, reason: &str) -> Self {
         Self::unchanged(
@@ -246,10 +260,14 @@ fn rewrite_warning(rewrite: &ImageRewrite, mode: Mode) -> String {
     let ImageRewrite { field, rewrite } = rewrite;
     let verb = match mode {
         Mode::Enforce => "rewritten to",
-        Mode::Audit => "would be rewritten to (audit mode)",
+        Mode::Audit => "would be rewritten to",
+    };
+    let audit = match mode {
+        Mode::Enforce => "",
+        Mode::Audit => " (audit mode: unchanged)",
     };
     let warning = format!(
-        "image-patch: container {:?} image {} {verb} {} (approvals[{}])",
+        "image-patch: container {:?} image {} {verb} {} (approvals[{}]){audit}",
         field.container, rewrite.from, rewrite.to, rewrite.approval_index
     );
     if warning.chars().count() <= MAX_WARNING_CHARS {

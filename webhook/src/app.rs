@@ -18,7 +18,10 @@ use crate::tls::{self, CertificateResolver};
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour codes only help a terminal; in a file or a pipe they are noise.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match format {
         LogFormat::Json => builder
             .json()
@@ -57,6 +60,7 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::new());
     let mut state = AppState::new(metrics.clone());
     state.mode = options.mode;
+    state.protected_namespaces = vec!["kube-system".to_string(), options.namespace.clone()];
     state.limits = Limits {
         max_body_bytes: options.max_body_bytes,
         body_timeout: options.request_timeout,

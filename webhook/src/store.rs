@@ -9,8 +9,16 @@
 //!
 //! A request reads the store without waiting: it takes the approvals in force at that moment.
 //! A document that cannot be parsed is reported and leaves the last good approvals in force.
-//! The store is ready once a document was loaded, or once the watch saw that the ConfigMap
-//! does not exist (no approvals, so no rewrites).
+//!
+//! The manifests do not ship the ConfigMap, so that re-applying them never resets approvals,
+//! and the operator creates it once. Until then the watch's initial listing finds nothing:
+//! the store puts no approvals in force and is ready, so a fresh install becomes ready and
+//! rewrites nothing. A ConfigMap created later is applied like any edit.
+//!
+//! A deleted ConfigMap withdraws every approval rather than keeping the last good ones.
+//! Deleting it is an operator's explicit act, and approvals kept after their only record
+//! is gone could not be read from the cluster. Workloads then roll back to their charts'
+//! tags on their next deploy.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +40,9 @@ use crate::metrics::{ConfigErrorKind, Metrics};
 pub struct ApprovalsStore {
     current: ArcSwap<Approvals>,
     loaded: AtomicBool,
+    /// Whether the source had no document at its last reading, so that a relist that
+    /// still finds none logs nothing.
+    absent: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -41,6 +52,7 @@ impl ApprovalsStore {
         Self {
             current: ArcSwap::from_pointee(Approvals::default()),
             loaded: AtomicBool::new(false),
+            absent: AtomicBool::new(false),
             metrics,
         }
     }
@@ -81,6 +93,7 @@ impl ApprovalsStore {
 
         let count = approvals.approvals().len();
         self.replace(approvals);
+        self.absent.store(false, Ordering::Release);
         tracing::info!(
             approvals = count,
             skipped = entry_errors.len(),
@@ -90,10 +103,27 @@ impl ApprovalsStore {
         Ok(())
     }
 
-    /// Puts an empty set of approvals in force, because the source has no document.
+    /// Puts an empty set of approvals in force, because the source has no document, and
+    /// marks the store ready. Logs once per absence: at info when no approvals were in
+    /// force, at warn when this withdraws some.
     pub fn apply_absent(&self, source: &str) {
+        let withdrawn = self.load().approvals().len();
         self.replace(Approvals::default());
-        tracing::warn!(source, "no approvals document; no image is rewritten");
+        if self.absent.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if withdrawn == 0 {
+            tracing::info!(
+                source,
+                "no approvals document; no image is rewritten until it is created"
+            );
+        } else {
+            tracing::warn!(
+                source,
+                withdrawn,
+                "approvals document removed; every approval is withdrawn and no image is rewritten"
+            );
+        }
     }
 
     fn replace(&self, approvals: Approvals) {
@@ -194,5 +224,77 @@ impl ApprovalsStore {
             }
             last = Some(contents);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SOURCE: &str = "configmap image-patch-system/image-patch-approvals";
+    const APPROVAL: &str = "approvals:
+  - image: mojaloop/quoting-service
+    version: v10.4.0
+    patch: v10.4.0.2-patch
+";
+
+    fn store() -> ApprovalsStore {
+        ApprovalsStore::new(Arc::new(Metrics::new()))
+    }
+
+    #[test]
+    fn missing_configmap_makes_store_ready() {
+        let store = store();
+        assert!(!store.is_loaded());
+
+        store.apply_absent(SOURCE);
+
+        assert!(store.is_loaded());
+        assert!(store.load().approvals().is_empty());
+    }
+
+    #[test]
+    fn missing_then_created_then_deleted() {
+        let store = store();
+        store.apply_absent(SOURCE);
+
+        store.apply_document(APPROVAL, SOURCE).unwrap();
+        assert_eq!(store.load().approvals().len(), 1);
+        assert_eq!(store.metrics.approvals_loaded.get(), 1);
+
+        // Deletion withdraws the approvals instead of keeping the last good ones.
+        store.apply_absent(SOURCE);
+        assert!(store.is_loaded());
+        assert!(store.load().approvals().is_empty());
+        assert_eq!(store.metrics.approvals_loaded.get(), 0);
+
+        // A relist that still finds no ConfigMap changes nothing.
+        store.apply_absent(SOURCE);
+        assert!(store.load().approvals().is_empty());
+
+        // Creating it again puts its approvals back in force.
+        store.apply_document(APPROVAL, SOURCE).unwrap();
+        assert_eq!(store.load().approvals().len(), 1);
+    }
+
+    #[test]
+    fn unparseable_document_keeps_last_good() {
+        let store = store();
+        store.apply_document(APPROVAL, SOURCE).unwrap();
+
+        let result = store.apply_document("approvals: [ {image: unterminated", SOURCE);
+
+        assert!(result.is_err());
+        assert_eq!(store.load().approvals().len(), 1);
+    }
+
+    #[test]
+    fn unparseable_first_document_is_not_ready() {
+        let store = store();
+
+        let result = store.apply_document("approvals: [ {image: unterminated", SOURCE);
+
+        assert!(result.is_err());
+        assert!(!store.is_loaded());
     }
 }

@@ -181,6 +181,26 @@ async fn namespace_outside_scope_unchanged() {
 }
 
 #[rstest]
+#[case::kube_system("kube-system")]
+#[case::own_namespace("image-patch-system")]
+#[tokio::test]
+async fn protected_namespace_never_patched(#[case] namespace: &str) {
+    let router = router();
+    let mut review = review("deployment");
+    review["request"]["namespace"] = json!(namespace);
+    review["request"]["object"]["metadata"]["namespace"] = json!(namespace);
+
+    let response = mutate(&router, &review).await;
+
+    assert!(response.get("patch").is_none(), "patch: {response}");
+    assert_eq!(response["allowed"], json!(true));
+    assert_eq!(
+        warnings(&response),
+        [format!("image-patch: namespace {namespace} is never patched; object admitted unchanged")]
+    );
+}
+
+#[rstest]
 #[case::namespace_in_scope(
     "mojaloop/central-ledger:v17.0.0",
     "mojaloop/central-ledger:v17.0.0.1-patch"
@@ -414,7 +434,7 @@ async fn audit_path_warns_without_patch() {
     assert_eq!(
         warnings(&response),
         [format!(
-            "image-patch: container \"app\" image {BASE} would be rewritten to (audit mode) {PATCHED} (approvals[0])"
+            "image-patch: container \"app\" image {BASE} would be rewritten to {PATCHED} (approvals[0]) (audit mode: unchanged)"
         )]
     );
 }

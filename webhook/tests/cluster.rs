@@ -1,6 +1,7 @@
 //! The webhook behind a real kube-apiserver (the local test stack): the manifests apply,
-//! the certs script's caBundle is accepted, the API server calls the webhook and stores the
-//! rewritten objects, and ConfigMap edits reach the webhook within seconds.
+//! the certs script's caBundle is accepted, and the API server calls the webhook and stores
+//! the rewritten objects. The approvals ConfigMap's creation, edits and deletion reach the
+//! webhook within seconds.
 //!
 //! The webhook runs in this process with the ServiceAccount token of its manifests, so the
 //! Role is enforced. The MutatingWebhookConfiguration is the one of the manifests, with
@@ -329,7 +330,10 @@ async fn webhook_behind_real_apiserver() -> Result<()> {
         },
     ));
 
-    let mut result = exercise(&cluster, dir.path()).await;
+    let mut result = ready_without_configmap(&cluster, &certs, port).await;
+    if result.is_ok() {
+        result = exercise(&cluster, dir.path()).await;
+    }
     if result.is_ok() {
         result = exercise_with_mirror(&cluster, dir.path(), &certs).await;
     }
@@ -337,6 +341,39 @@ async fn webhook_behind_real_apiserver() -> Result<()> {
     let _ = stop.send(());
     server.await?.context("webhook server")?;
     result
+}
+
+/// Checks that the manifests did not create the approvals ConfigMap and that the webhook
+/// becomes ready without it.
+async fn ready_without_configmap(cluster: &Cluster, certs: &Path, port: u16) -> Result<()> {
+    let (names, _) = kubectl(
+        cluster,
+        &["-n", SYSTEM_NAMESPACE, "get", "configmaps", "-o", "name"],
+    )
+    .await?;
+    assert!(
+        !names.contains("image-patch-approvals"),
+        "the manifests created the approvals ConfigMap: {names}"
+    );
+
+    // reqwest is built without a crypto provider of its own; ring is the one compiled in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bundle = std::fs::read(certs.join("ca-bundle.crt"))?;
+    let client = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&bundle)?)
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let url = format!("https://127.0.0.1:{port}/readyz");
+    eventually(
+        "readiness without an approvals ConfigMap",
+        Duration::from_secs(15),
+        || async {
+            let response = client.get(&url).send().await?;
+            Ok(response.status() == reqwest::StatusCode::OK)
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 async fn exercise(cluster: &Cluster, dir: &Path) -> Result<()> {
@@ -379,8 +416,9 @@ async fn exercise(cluster: &Cluster, dir: &Path) -> Result<()> {
         .await?;
     cluster.create_namespace("elsewhere", &[]).await?;
 
-    // The example ConfigMap approves nothing. An edit adds the approval, which reaches the
+    // Without the ConfigMap nothing is rewritten. Creating it with an approval reaches the
     // webhook within seconds.
+    assert_eq!(dry_run_image(cluster, dir, "payments").await?, BASE);
     apply(cluster, dir, &set_approvals_command(APPROVAL)).await?;
     let delay = eventually(
         "the approval to take effect",
@@ -451,7 +489,7 @@ async fn exercise(cluster: &Cluster, dir: &Path) -> Result<()> {
     // Audit mode warns and stores the object unchanged, and other namespaces are not touched.
     let audit_warnings = apply(cluster, dir, &pod("audited", "audited")).await?;
     assert!(
-        audit_warnings.contains("would be rewritten to (audit mode)"),
+        audit_warnings.contains("(audit mode: unchanged)"),
         "{audit_warnings}"
     );
     let audited = get_json(cluster, &["-n", "audited", "get", "pod", "audited"]).await?;
@@ -546,5 +584,31 @@ async fn exercise_with_mirror(cluster: &Cluster, dir: &Path, certs: &Path) -> Re
         stored,
         ["mirror.gcr.io/mojaloop/quoting-service:v10.4.0.2-patch"; 2]
     );
+
+    // Deleting the ConfigMap withdraws every approval, and creating it again restores them.
+    kubectl(
+        cluster,
+        &[
+            "-n",
+            SYSTEM_NAMESPACE,
+            "delete",
+            "configmap",
+            "image-patch-approvals",
+        ],
+    )
+    .await?;
+    eventually(
+        "the deletion to take effect",
+        Duration::from_secs(15),
+        move || async move { Ok(dry_run_image(cluster, dir, "payments").await? == BASE) },
+    )
+    .await?;
+    apply(cluster, dir, &set_approvals_command(APPROVAL)).await?;
+    eventually(
+        "the new ConfigMap to take effect",
+        Duration::from_secs(15),
+        move || async move { Ok(dry_run_image(cluster, dir, "payments").await? == PATCHED) },
+    )
+    .await?;
     Ok(())
 }

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use clap::Parser;
 use scanner::options::Options;
 use scanner::report::{Report, Row};
@@ -113,7 +113,12 @@ impl Stack {
             "data": {"approvals.yaml": document},
         }))
         .unwrap();
-        Api::<ConfigMap>::namespaced(self.admin.clone(), SYSTEM).create(&PostParams::default(), &config_map).await.unwrap();
+        let config_maps = Api::<ConfigMap>::namespaced(self.admin.clone(), SYSTEM);
+        if config_maps.get_opt("image-patch-approvals").await.unwrap().is_some() {
+            config_maps.patch("image-patch-approvals", &PatchParams::default(), &Patch::Merge(&config_map)).await.unwrap();
+        } else {
+            config_maps.create(&PostParams::default(), &config_map).await.unwrap();
+        }
     }
 
     /// Reads a key of a ConfigMap in the controller namespace.
@@ -140,6 +145,45 @@ impl Stack {
         }))
         .unwrap();
         Api::<Deployment>::namespaced(self.admin.clone(), namespace).create(&PostParams::default(), &deployment).await.unwrap();
+    }
+
+    /// Creates a Deployment with one container that runs as service account `account`.
+    pub async fn deployment_with_account(&self, namespace: &str, name: &str, image: &str, account: &str) {
+        let mut template = pod_template(name, &[(name, image)], &[], &[]);
+        template["spec"]["serviceAccountName"] = json!(account);
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template},
+        }))
+        .unwrap();
+        Api::<Deployment>::namespaced(self.admin.clone(), namespace).create(&PostParams::default(), &deployment).await.unwrap();
+    }
+
+    /// Creates or updates service account `name` with `pull_secrets` as its imagePullSecrets.
+    /// Server-side apply also works on `default`, which the controller-manager may create first.
+    pub async fn service_account(&self, namespace: &str, name: &str, pull_secrets: &[&str]) {
+        let secrets: Vec<Value> = pull_secrets.iter().map(|name| json!({"name": name})).collect();
+        let account = json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": namespace},
+            "imagePullSecrets": secrets,
+        });
+        let params = kube::api::PatchParams::apply("scanner-tests").force();
+        Api::<ServiceAccount>::namespaced(self.admin.clone(), namespace).patch(name, &params, &kube::api::Patch::Apply(&account)).await.unwrap();
+    }
+
+    /// Creates a `kubernetes.io/dockerconfigjson` Secret with a user name and password for `registry`.
+    pub async fn pull_secret(&self, namespace: &str, name: &str, registry: &str, username: &str, password: &str) {
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": namespace},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": json!({"auths": {registry: {"auth": auth}}}).to_string()},
+        }))
+        .unwrap();
+        Api::<Secret>::namespaced(self.admin.clone(), namespace).create(&PostParams::default(), &secret).await.unwrap();
     }
 
     /// Creates a DaemonSet with one container.

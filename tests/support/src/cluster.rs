@@ -133,6 +133,7 @@ impl Cluster {
             "--log-level=warn".to_owned(),
         ]);
         let mut etcd = ManagedProcess::spawn("etcd", etcd_command, &root.join("etcd.log"))?;
+        crate::install_crypto_provider();
         let health_client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
@@ -628,25 +629,13 @@ fn write_kubeconfig(
 }
 
 async fn config_from_kubeconfig(path: &Path) -> Result<kube::Config> {
-    install_crypto_provider();
+    crate::install_crypto_provider();
     let kubeconfig = Kubeconfig::read_from(path)?;
     Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
 }
 
 async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
     Ok(kube::Client::try_from(config_from_kubeconfig(path).await?)?)
-}
-
-/// Installs ring as rustls's process-wide provider for kube's TLS client.
-///
-/// The workspace's dependencies enable more than one rustls provider, and
-/// rustls then refuses to pick one itself.
-fn install_crypto_provider() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        // An error means that the test already installed a provider, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 fn read_to_string(path: &Path) -> Result<String> {

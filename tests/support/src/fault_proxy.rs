@@ -159,6 +159,7 @@ impl FaultProxy {
             .local_addr()
             .map_err(|error| Error::io("cannot read the fault proxy's address", error))?
             .to_string();
+        crate::install_crypto_provider();
         let (shutdown_sender, shutdown) = watch::channel(());
         let shared = Arc::new(Shared {
             upstream,

@@ -46,3 +46,16 @@ pub use process::KEEP_STACK_ENV;
 pub use registry::Registry;
 pub use slack::SlackReceiver;
 pub use tools::Tools;
+
+/// Installs ring as rustls's process-wide crypto provider, once.
+///
+/// ring is the one provider compiled into the workspace, but neither reqwest nor
+/// kube picks it by itself, so every helper that builds a TLS-capable client calls
+/// this first; a test may call it too.
+pub fn install_crypto_provider() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // An error means that the test already installed a provider, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

@@ -88,6 +88,7 @@ impl Registry {
             "docker-registry"
         };
         let mut process = ManagedProcess::spawn(name, command, &root.join("registry.log"))?;
+        crate::install_crypto_provider();
         let probe = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;

@@ -17,6 +17,7 @@ pub type Digest = String;
 /// Returns an `oci-client` client that talks plain HTTP, as the test
 /// registries and the fault proxy serve it.
 pub fn http_client() -> Client {
+    crate::install_crypto_provider();
     Client::new(ClientConfig {
         protocol: ClientProtocol::Http,
         ..ClientConfig::default()

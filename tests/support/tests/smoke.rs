@@ -684,6 +684,7 @@ async fn exercise_fault_proxy(registry: &Registry) -> Result<()> {
 #[tokio::test]
 async fn slack_receiver_records_and_fails_on_request() -> Result<()> {
     let slack = SlackReceiver::start().await?;
+    testsupport::install_crypto_provider();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(1))
         .build()?;
