@@ -2,11 +2,12 @@
 # Install the Debian packages that the local test stack needs on a fresh machine.
 # docker-registry runs the OCI registries and openssl makes the control plane's
 # certificates. start.sh also uses curl to wait for readiness and htpasswd from
-# apache2-utils to write the registry's bcrypt password file. The script reads
+# apache2-utils to write the registry's bcrypt password file. The benchmarks load
+# the webhook with wrk and measure the scanner with /usr/bin/time. The script reads
 # the package index once and installs only what is missing, so a second run is
 # quiet.
 set -euo pipefail
-packages=(docker-registry openssl curl ca-certificates apache2-utils)
+packages=(docker-registry openssl curl ca-certificates apache2-utils wrk time)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
