@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use common::{Approvals, Decision, Rewrite};
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use k8s_openapi::ByteString;
 use kube::core::DynamicObject;
 use kube::core::admission::{
     AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
@@ -65,9 +66,21 @@ pub enum ReviewError {
     InvalidRequest(serde_json::Error),
 }
 
+/// An AdmissionRequest with its `object` and `oldObject` kept as the JSON they were parsed
+/// into, so that the review reads them without converting them back from typed objects.
+#[derive(Debug)]
+pub struct ReviewRequest {
+    /// The request's other fields. Its `object` and `old_object` are always `None`.
+    pub request: AdmissionRequest<DynamicObject>,
+    /// The object to admit, `None` for DELETE and CONNECT.
+    pub object: Option<Value>,
+    /// The object before an UPDATE or DELETE.
+    pub old_object: Option<Value>,
+}
+
 /// Parses a request body into the AdmissionRequest it carries.
-pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
-    let value: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
+pub fn parse_review(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
+    let mut value: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
 
     let api_version = value
         .get("apiVersion")
@@ -87,9 +100,38 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Revi
         return Err(ReviewError::MissingRequest);
     }
 
+    // The objects are taken out before the typed parse, which then only reads the small
+    // fields. A request that is not a JSON object fails that parse.
+    let (object, old_object) = match value.get_mut("request").and_then(Value::as_object_mut) {
+        Some(request) => (
+            take_object(request, "object")?,
+            take_object(request, "oldObject")?,
+        ),
+        None => (None, None),
+    };
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_value(value).map_err(ReviewError::InvalidRequest)?;
-    review.try_into().map_err(|_| ReviewError::MissingRequest)
+    let request = review.try_into().map_err(|_| ReviewError::MissingRequest)?;
+    Ok(ReviewRequest {
+        request,
+        object,
+        old_object,
+    })
+}
+
+/// Removes the object under `key` from `request`: `None` when it is absent or null, an
+/// error when it is not a JSON object.
+fn take_object(
+    request: &mut serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<Value>, ReviewError> {
+    match request.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(object @ Value::Object(_)) => Ok(Some(object)),
+        Some(_) => Err(ReviewError::InvalidRequest(serde::de::Error::custom(
+            format_args!("{key} is not a JSON object"),
+        ))),
+    }
 }
 
 /// One image the review rewrites, or would rewrite in audit mode.
@@ -131,7 +173,10 @@ impl Review {
     /// or `kube-system`. The webhook configuration already leaves them out; this holds the rule
     /// even when a configuration is edited by hand.
     pub fn protected_namespace(request: &AdmissionRequest<DynamicObject>, namespace: &str) -> Self {
-        tracing::warn!(namespace, "request for a namespace that is never patched; object admitted unchanged");
+        tracing::warn!(
+            namespace,
+            "request for a namespace that is never patched; object admitted unchanged"
+        );
         Self::unchanged(
             request,
             Outcome::Unchanged,
@@ -164,12 +209,9 @@ impl Review {
 
 /// Reviews one request: finds its image fields, decides each under `approvals`, and builds
 /// the response. Never fails: a fault becomes an allowed, unchanged response with a warning.
-pub fn review(
-    request: &AdmissionRequest<DynamicObject>,
-    approvals: &Approvals,
-    mode: Mode,
-) -> Review {
-    let Some(object) = &request.object else {
+pub fn review(review_request: &ReviewRequest, approvals: &Approvals, mode: Mode) -> Review {
+    let request = &review_request.request;
+    let Some(object) = &review_request.object else {
         // DELETE and CONNECT carry no object to mutate.
         return Review::unchanged(request, Outcome::Unchanged, None);
     };
@@ -180,14 +222,8 @@ pub fn review(
         );
         return Review::unchanged(request, Outcome::UnknownKind, Some(warning));
     };
-    let object = match serde_json::to_value(object) {
-        Ok(object) => object,
-        Err(error) => {
-            return Review::internal_error(request, &format!("cannot read object: {error}"));
-        }
-    };
 
-    let rewrites = decide_images(request, &object, location, approvals);
+    let rewrites = decide_images(review_request, object, location, approvals);
     if rewrites.is_empty() {
         return Review::unchanged(request, Outcome::Unchanged, None);
     }
@@ -206,7 +242,7 @@ pub fn review(
         };
     }
 
-    let patch = match build_patch(&object, location, &rewrites) {
+    let patch = match build_patch(object, location, &rewrites) {
         Ok(patch) => patch,
         Err(reason) => return Review::internal_error(request, &reason),
     };
@@ -220,26 +256,36 @@ pub fn review(
     }
 }
 
+/// Serializes the AdmissionReview that carries `response`. kube-core 5.0 serializes
+/// `AdmissionResponse::patch` as an array of byte values, and the `admission.k8s.io/v1`
+/// API documents a base64 string, so the patch is written as base64, about a quarter of the size.
+pub fn response_body(mut response: AdmissionResponse) -> serde_json::Result<Vec<u8>> {
+    let patch = response.patch.take();
+    let mut review = serde_json::to_value(response.into_review())?;
+    if let Some(patch) = patch {
+        review["response"]["patch"] = serde_json::to_value(ByteString(patch))?;
+    }
+    serde_json::to_vec(&review)
+}
+
 /// Decides every image of the object. On an UPDATE of a Pod or Job only images that the
 /// update changes count (see [`PodSpecLocation::rewrite_unchanged_on_update`]).
 fn decide_images(
-    request: &AdmissionRequest<DynamicObject>,
+    review_request: &ReviewRequest,
     object: &Value,
     location: PodSpecLocation,
     approvals: &Approvals,
 ) -> Vec<ImageRewrite> {
+    let request = &review_request.request;
     let namespace = request.namespace.as_deref().unwrap_or_default();
-    let old_object = match (&request.operation, &request.old_object) {
-        (Operation::Update, Some(old)) if !location.rewrite_unchanged_on_update => {
-            serde_json::to_value(old).ok()
-        }
+    let old_object = match (&request.operation, &review_request.old_object) {
+        (Operation::Update, Some(old)) if !location.rewrite_unchanged_on_update => Some(old),
         _ => None,
     };
 
     let mut rewrites = Vec::new();
     for field in images::image_fields(object, location.spec) {
         let unchanged_by_update = old_object
-            .as_ref()
             .and_then(|old| old.pointer(&field.pointer))
             .is_some_and(|old_image| old_image.as_str() == Some(field.image.as_str()));
         if unchanged_by_update {
@@ -448,6 +494,35 @@ mod tests {
         assert!(
             matches!(error, ReviewError::WrongType { ref api_version, .. } if api_version == "admission.k8s.io/v1beta1")
         );
+    }
+
+    #[test]
+    fn parse_rejects_object_not_object() {
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":"pod"}}"#;
+
+        let error = parse_review(body).unwrap_err();
+
+        assert!(matches!(error, ReviewError::InvalidRequest(_)));
+        assert!(error.to_string().contains("object is not a JSON object"));
+    }
+
+    #[test]
+    fn response_patch_is_base64() {
+        let mut response = AdmissionResponse::invalid("unused");
+        response.allowed = true;
+        let patch = Patch(vec![PatchOperation::Replace(ReplaceOperation {
+            path: parse_pointer("/spec/containers/0/image").unwrap(),
+            value: json!("a:v1.0.1"),
+        })]);
+        let response = response.with_patch(patch).unwrap();
+
+        let body: Value = serde_json::from_slice(&response_body(response).unwrap()).unwrap();
+
+        assert_eq!(
+            body["response"]["patch"],
+            "W3sib3AiOiJyZXBsYWNlIiwicGF0aCI6Ii9zcGVjL2NvbnRhaW5lcnMvMC9pbWFnZSIsInZhbHVlIjoiYTp2MS4wLjEifV0="
+        );
+        assert_eq!(body["response"]["patchType"], "JSONPatch");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! HTTP routes: `POST /mutate` and `POST /audit` for admission reviews, `GET /healthz`,
 //! `GET /readyz` and `GET /metrics`. [`router`] builds them for the TLS server and for tests.
 
+use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
 
-use crate::admission::{self, Mode, Review};
+use crate::admission::{self, ImageRewrite, Mode, Review};
 use crate::metrics::{Metrics, Outcome};
 use crate::store::ApprovalsStore;
 
@@ -142,20 +143,24 @@ async fn handle_review(state: AppState, path_mode: Mode, body: Body) -> Response
         Err(error) => return reject(&state, started, StatusCode::BAD_REQUEST, error.to_string()),
     };
 
-    let namespace = request.namespace.as_deref().unwrap_or_default();
+    let namespace = request.request.namespace.as_deref().unwrap_or_default();
     let span = tracing::info_span!(
         "admission",
-        uid = %request.uid,
-        kind = %request.kind.kind,
+        uid = %request.request.uid,
+        kind = %request.request.kind.kind,
         namespace,
-        name = %request.name,
-        operation = ?request.operation,
-        dry_run = request.dry_run,
+        name = %request.request.name,
+        operation = ?request.request.operation,
+        dry_run = request.request.dry_run,
     );
     let _entered = span.enter();
 
-    let review = if state.protected_namespaces.iter().any(|protected| protected == namespace) {
-        Review::protected_namespace(&request, namespace)
+    let review = if state
+        .protected_namespaces
+        .iter()
+        .any(|protected| protected == namespace)
+    {
+        Review::protected_namespace(&request.request, namespace)
     } else if state.store.is_loaded() {
         let approvals = state.store.load();
         // Every profile unwinds on panic, so a bug in a review admits the object unchanged.
@@ -164,31 +169,29 @@ async fn handle_review(state: AppState, path_mode: Mode, body: Body) -> Response
         }))
         .unwrap_or_else(|_| {
             tracing::error!("admission review panicked; object admitted unchanged");
-            Review::internal_error(&request, "panic while reviewing")
+            Review::internal_error(&request.request, "panic while reviewing")
         })
     } else {
         tracing::warn!("approvals not loaded yet; object admitted unchanged");
-        Review::not_loaded(&request)
+        Review::not_loaded(&request.request)
     };
 
-    for rewrite in &review.rewrites {
+    if !review.rewrites.is_empty() {
         tracing::info!(
-            container = %rewrite.field.container,
-            from = %rewrite.rewrite.from,
-            to = %rewrite.rewrite.to,
-            approval = rewrite.rewrite.approval_index,
+            count = review.rewrites.len(),
+            rewrites = %RewriteList(&review.rewrites),
             audit = mode == Mode::Audit,
-            "image rewrite"
+            "images rewritten"
         );
     }
     if review.outcome == Outcome::UnknownKind {
         tracing::warn!("kind not handled; object admitted unchanged");
     }
 
-    let kind = request.kind.kind.as_str();
+    let kind = request.request.kind.kind.as_str();
     state
         .metrics
-        .count_request(kind, review.outcome, request.dry_run);
+        .count_request(kind, review.outcome, request.request.dry_run);
     if !review.rewrites.is_empty() {
         state
             .metrics
@@ -199,7 +202,34 @@ async fn handle_review(state: AppState, path_mode: Mode, body: Body) -> Response
         .duration
         .observe(started.elapsed().as_secs_f64());
 
-    axum::Json(review.response.into_review()).into_response()
+    match admission::response_body(review.response) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot serialize the AdmissionReview response");
+            let reason = format!("cannot serialize the AdmissionReview response: {error}");
+            (StatusCode::INTERNAL_SERVER_ERROR, reason).into_response()
+        }
+    }
+}
+
+/// Formats the rewrites of one review for the log, as
+/// `app: a:v1.0.0 -> a:v1.0.0.1-patch (approvals[0]), sidecar: ...`.
+struct RewriteList<'a>(&'a [ImageRewrite]);
+
+impl fmt::Display for RewriteList<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, ImageRewrite { field, rewrite }) in self.0.iter().enumerate() {
+            if index > 0 {
+                formatter.write_str(", ")?;
+            }
+            write!(
+                formatter,
+                "{}: {} -> {} (approvals[{}])",
+                field.container, rewrite.from, rewrite.to, rewrite.approval_index
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Collects the body, failing as soon as it grows past `max_bytes`.

@@ -140,18 +140,13 @@ pub async fn send_review(router: &Router, path: &str, review: &Value) -> Value {
     answer["response"].clone()
 }
 
-/// Decodes the response's JSONPatch; empty when it has none. kube-core serializes the
-/// patch bytes as an array of numbers, which the API server's Go decoder accepts as well as
-/// the base64 string of the API reference, so both forms are read.
+/// Decodes the response's JSONPatch; empty when it has none. The patch must be the base64
+/// string of the `admission.k8s.io/v1` API reference.
 pub fn patch_of(response: &Value) -> json_patch::Patch {
     let bytes = match response.get("patch") {
         None => return json_patch::Patch(Vec::new()),
         Some(Value::String(encoded)) => BASE64_STANDARD.decode(encoded).unwrap(),
-        Some(Value::Array(numbers)) => numbers
-            .iter()
-            .map(|number| number.as_u64().unwrap() as u8)
-            .collect(),
-        Some(other) => panic!("patch is neither base64 nor bytes: {other}"),
+        Some(other) => panic!("patch is not a base64 string: {other}"),
     };
     assert_eq!(response["patchType"], "JSONPatch");
     serde_json::from_slice(&bytes).unwrap()
