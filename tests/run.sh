@@ -33,7 +33,5 @@ cargo test --workspace --locked
 
 step "Checking that the benchmarks run (quick mode)"
 cargo bench -p image-patch-common --locked -- --test
-for bench in benches/*.sh; do
-    [[ -e "$bench" ]] || continue
-    "$bench" --quick
-done
+benches/webhook.sh --quick
+benches/scanner.sh --quick
