@@ -70,7 +70,7 @@ pub struct Approval {
     pub digest: Option<String>,
     /// Namespaces in scope; `None` means every opted-in namespace.
     pub namespaces: Option<Vec<String>>,
-    /// Who approved it.
+    /// The person or policy that approved it.
     pub approved_by: Option<String>,
     /// Free text.
     pub note: Option<String>,
@@ -117,7 +117,7 @@ pub struct EntryError {
     pub index: usize,
     /// Line in the document, from 1; 0 when the line could not be found.
     pub line: usize,
-    /// What is wrong and how to fix it.
+    /// The problem and its fix.
     pub message: String,
 }
 
@@ -125,7 +125,7 @@ pub struct EntryError {
 #[derive(Debug, thiserror::Error)]
 #[error("approvals document is invalid: {message}")]
 pub struct DocumentError {
-    /// What is wrong, with line and column when the parser knows them.
+    /// The problem, with line and column when the parser reports them.
     pub message: String,
 }
 
@@ -170,7 +170,7 @@ impl Approvals {
         parse::parse(document)
     }
 
-    /// The repository of `image` after registry aliases (`mirror.gcr.io` → `docker.io`).
+    /// Returns the repository of `image` after registry aliases (`mirror.gcr.io` → `docker.io`).
     pub fn source_repository(&self, image: &ImageRef) -> Repository {
         self.resolve(&image.repository)
     }
@@ -184,7 +184,7 @@ impl Approvals {
         }
     }
 
-    /// The first policy whose glob matches `repository`, after registry aliases.
+    /// Returns the first policy whose glob matches `repository`, after registry aliases.
     pub fn policy_for(&self, repository: &Repository) -> Option<&Policy> {
         if self.aliases.contains_key(&repository.registry) {
             let source = self.resolve(repository);
@@ -198,7 +198,7 @@ impl Approvals {
         self.policies.get(position)
     }
 
-    /// The scheme for `repository`: its policy's, else `patch-suffix`.
+    /// Returns the scheme for `repository`: its policy's, else `patch-suffix`.
     pub fn scheme_for(&self, repository: &Repository) -> &Scheme {
         self.policy_for(repository).map_or(&DEFAULT_SCHEME, |policy| &policy.scheme)
     }
@@ -208,7 +208,7 @@ impl Approvals {
         self.policy_for(repository).map_or(Mode::Notify, |policy| policy.mode)
     }
 
-    /// The approval for `repository`'s release line of `running_tag` in `namespace`.
+    /// Looks up the approval for `repository`'s release line of `running_tag` in `namespace`.
     ///
     /// `repository` may be written through an alias; it is resolved first. A running tag
     /// outside the repository's scheme has no release line and finds nothing.
@@ -245,12 +245,12 @@ impl Approvals {
         }
     }
 
-    /// Every valid approval, in document order.
+    /// Returns every valid approval, in document order.
     pub fn approvals(&self) -> &[Approval] {
         &self.approvals
     }
 
-    /// Every valid policy, in document order.
+    /// Returns every valid policy, in document order.
     pub fn policies(&self) -> &[Policy] {
         &self.policies
     }

@@ -47,7 +47,7 @@ impl Rewrite {
     }
 }
 
-/// Why an image is left as it is.
+/// The reason an image is left as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeepReason {
     /// The reference cannot be parsed; the message names the part that is wrong.
@@ -67,7 +67,7 @@ pub enum KeepReason {
     NamespaceOutOfScope,
 }
 
-/// The answer for one image.
+/// The decision for one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Rewrite to an approved patch.

@@ -72,7 +72,7 @@ pub struct ImageRef {
     pub written_name: String,
 }
 
-/// Why an image reference is invalid. Each variant names the part that is wrong.
+/// The reason an image reference is invalid. Each variant names the part that is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceError {
     /// The reference is an empty string.
@@ -207,7 +207,7 @@ impl ImageRef {
         })
     }
 
-    /// The reference as written, with the tag and digest replaced: the name part is kept
+    /// Returns the reference as written, with the tag and digest replaced: the name part is kept
     /// letter for letter, so a registry alias or a short Docker Hub name survives a rewrite.
     pub fn with_tag(&self, tag: &str, digest: Option<&str>) -> String {
         let mut reference = format!("{}:{tag}", self.written_name);

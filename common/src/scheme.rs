@@ -38,7 +38,7 @@ pub struct TagVersion {
     pub level: u64,
 }
 
-/// How a repository's tags say "same functionality, newer security fixes".
+/// The rule by which a repository's tags mark "same functionality, newer security fixes".
 #[derive(Debug, Clone)]
 pub enum Scheme {
     /// `v10.4.0` (level 0), `v10.4.0.1-patch` (level 1), …; the default.
@@ -180,7 +180,7 @@ impl Scheme {
         self.newer_patches(running, tags).pop()
     }
 
-    /// The scheme's name as written in the approvals document (`patch-suffix`, …).
+    /// Returns the scheme's name as written in the approvals document (`patch-suffix`, …).
     pub fn name(&self) -> &'static str {
         match self {
             Scheme::PatchSuffix => "patch-suffix",

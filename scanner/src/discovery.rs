@@ -136,7 +136,7 @@ pub async fn discover_namespace(client: &kube::Client, namespace: &str) -> Resul
     Ok(images)
 }
 
-/// Checks for an owner reference of kind `kind`, which tells a Job's CronJob without
+/// Checks for an owner reference of kind `kind`, which identifies a Job's CronJob without
 /// reading the CronJob.
 fn owned_by_kind(metadata: &ObjectMeta, kind: &str) -> bool {
     metadata.owner_references.iter().flatten().any(|owner| owner.kind == kind)

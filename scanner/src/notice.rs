@@ -69,7 +69,7 @@ pub struct RolloutEntry {
     pub dry_run: bool,
 }
 
-/// Everything one scan tells Slack.
+/// Everything one scan sends to Slack.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Notice {
     /// The cluster name.

@@ -212,7 +212,7 @@ impl Report {
 }
 
 /// Stores `report` in the report ConfigMap; the last scan's report wins.
-// NOTE: a ConfigMap holds at most 1 MiB, which a report of several thousand containers can exceed.
+// NOTE: a ConfigMap stores at most 1 MiB, which a report of several thousand containers can exceed.
 pub async fn store(store: &ConfigMapStore, report: &Report) -> Result<(), kube::Error> {
     let data = BTreeMap::from([("report.json".to_string(), report.to_json()), ("report.txt".to_string(), report.to_table())]);
     for _ in 0..WRITE_ATTEMPTS {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-/// The longest backoff between two attempts when the server gives no `Retry-After`.
+/// The maximum backoff between two attempts when the server sends no `Retry-After`.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// How often and how long to retry one request.

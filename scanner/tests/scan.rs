@@ -133,7 +133,7 @@ async fn unresolved_digest_is_not_announced() {
     stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
     stack.set_approvals(&format!("policies:\n  - image: {}/mojaloop/*\n    mode: auto\n", stack.proxy.address())).await;
     stack.deployment(MOJALOOP, "quoting", &[("app", &stack.image(QUOTING, "v10.4.0"))], &[], &[]).await;
-    // The tag list answers, but every manifest request fails on all attempts.
+    // The tag list is served, but every manifest request fails on all attempts.
     stack.proxy.inject_for(PathKind::Manifest, Fault::ServerError { status: 503 }, 100);
 
     let outage = stack.scan(&[]).await.unwrap();

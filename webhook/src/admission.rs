@@ -170,8 +170,8 @@ impl Review {
     }
 
     /// Allows the object unchanged because its namespace is never patched: the webhook's own,
-    /// or `kube-system`. The webhook configuration already leaves them out; this holds the rule
-    /// even when a configuration is edited by hand.
+    /// or `kube-system`. The webhook configuration already leaves them out, and this check keeps
+    /// the rule even when a configuration is edited by hand.
     pub fn protected_namespace(request: &AdmissionRequest<DynamicObject>, namespace: &str) -> Self {
         tracing::warn!(
             namespace,

@@ -33,7 +33,7 @@ pub use credentials::Credential;
 use crate::retry::{Attempt, RetryPolicy};
 use crate::secret::Secret;
 
-/// The most pages of one tag list; a registry that keeps sending `Link` past this is faulty.
+/// The maximum number of pages of one tag list. A registry that sends `Link` past it is faulty.
 const MAX_PAGES: usize = 10_000;
 
 /// Manifest media types accepted when resolving a digest: the digest of an index is the
@@ -58,7 +58,7 @@ pub struct RegistryConfig {
     pub page_size: u32,
 }
 
-/// Why a lookup gave no response. The repository's state is then unknown, never "no newer patch".
+/// The reason a lookup gave no result. The repository's state is then unknown, never "no newer patch".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
     /// The registry returned `429` on every attempt, or asked to wait too long.

@@ -374,7 +374,7 @@ impl Hub {
     }
 
     /// Starts the webhook binary on 127.0.0.1 with the webhook's ServiceAccount and
-    /// waits until `/readyz` answers 200 over TLS.
+    /// waits until `/readyz` returns 200 over TLS.
     pub async fn start_webhook(&mut self) -> Result<()> {
         ensure!(self.webhook.is_none(), "the webhook is already running");
         let kubeconfig = self.service_account_kubeconfig("image-patch-webhook")?.to_owned();
