@@ -60,6 +60,8 @@ pub struct PlannedRollout {
     pub changes: Vec<ContainerChange>,
 }
 
+// NOTE: the plan covers every opted-in namespace. It does not skip namespaces in audit mode,
+// `kube-system` or the controller's own, which only the webhook leaves out.
 /// Plans the changes that bring `images` to their approved patches.
 pub fn plan(images: &[WorkloadImage], approvals: &Approvals) -> Vec<PlannedRollout> {
     let mut planned: BTreeMap<WorkloadId, Vec<ContainerChange>> = BTreeMap::new();
