@@ -2,27 +2,31 @@
 //! [`common::decide`], and building the JSONPatch, warnings and previous-images annotation.
 //!
 //! ```text
-//!   body ──parse_review──► AdmissionRequest ──review──► AdmissionResponse
-//!                                               │  (uid echoed, allowed: true)
-//!          images::image_fields per kind ───────┤
-//!          common::decide per image ────────────┘  patch: replace .../image, add annotation
+//!   body ──parse_review──► ReviewRequest ──review──► Response ──response_body──► body
+//!                           (borrowed view)    │      (uid echoed, allowed: true)
+//!          PodSpecLocation per kind ───────────┤
+//!          common::decide per image ───────────┘  patch: replace .../image, add annotation
 //! ```
 //!
 //! Every response allows the object: the webhook mutates, it never rejects.
+//!
+//! The request is read in one pass into borrowed views that keep only the fields a review
+//! needs (see [`crate::images`]). An earlier version built a `serde_json::Value` of the whole
+//! review first, and that tree cost about half of the handler's time (BENCHMARKS.md).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use common::{Approvals, Decision, Rewrite};
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use k8s_openapi::ByteString;
-use kube::core::DynamicObject;
-use kube::core::admission::{
-    AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
-};
+use kube::core::GroupVersionKind;
+use kube::core::admission::{META_API_VERSION_V1, META_KIND, Operation};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::images::{self, ImageField, PodSpecLocation};
+use crate::images::{self, ImageField, ImageSlot, MetadataView, ObjectView, PodSpecLocation};
 use crate::metrics::Outcome;
 
 /// Annotation that records the images an object had before its rewrite: a JSON object from
@@ -63,75 +67,113 @@ pub enum ReviewError {
     MissingRequest,
     /// The `request` does not have the AdmissionRequest shape.
     #[error("AdmissionReview request is invalid: {0}")]
-    InvalidRequest(serde_json::Error),
+    InvalidRequest(String),
 }
 
-/// An AdmissionRequest with its `object` and `oldObject` kept as the JSON they were parsed
-/// into, so that the review reads them without converting them back from typed objects.
-#[derive(Debug)]
-pub struct ReviewRequest {
-    /// The request's other fields. Its `object` and `old_object` are always `None`.
-    pub request: AdmissionRequest<DynamicObject>,
+/// The AdmissionRequest fields that a review reads, borrowed from the request body. Every
+/// field has a default so that a review of another version still parses, and
+/// [`parse_review`] can report its `apiVersion` instead of a missing field.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ReviewRequest<'a> {
+    /// The request's uid, echoed in the response.
+    #[serde(borrow)]
+    pub uid: Cow<'a, str>,
+    /// The object's kind; `None` only in a malformed request.
+    pub kind: Option<GroupVersionKind>,
+    /// The object's namespace; `None` for cluster-scoped objects.
+    #[serde(borrow, deserialize_with = "images::optional_text")]
+    pub namespace: Option<Cow<'a, str>>,
+    /// The object's name, empty when the API server generates it.
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    /// The operation; `None` only in a malformed request.
+    pub operation: Option<Operation>,
+    /// Whether the request is a dry run.
+    pub dry_run: Option<bool>,
     /// The object to admit, `None` for DELETE and CONNECT.
-    pub object: Option<Value>,
+    #[serde(borrow)]
+    pub object: Option<ObjectView<'a>>,
     /// The object before an UPDATE or DELETE.
-    pub old_object: Option<Value>,
+    #[serde(borrow)]
+    pub old_object: Option<ObjectView<'a>>,
+}
+
+impl ReviewRequest<'_> {
+    /// Returns the namespace, empty for cluster-scoped objects.
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or_default()
+    }
+
+    /// Returns the kind's name (`Deployment`), empty when absent.
+    pub fn kind_name(&self) -> &str {
+        self.kind.as_ref().map_or("", |kind| kind.kind.as_str())
+    }
+
+    /// Returns whether the request is a dry run.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run.unwrap_or(false)
+    }
+}
+
+/// The top level of an AdmissionReview.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewEnvelope<'a> {
+    #[serde(borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request: Option<ReviewRequest<'a>>,
 }
 
 /// Parses a request body into the AdmissionRequest it carries.
-pub fn parse_review(body: &[u8]) -> Result<ReviewRequest, ReviewError> {
-    let mut value: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
+pub fn parse_review(body: &[u8]) -> Result<ReviewRequest<'_>, ReviewError> {
+    let envelope: ReviewEnvelope<'_> = serde_json::from_slice(body).map_err(|error| {
+        if error.is_data() {
+            ReviewError::InvalidRequest(error.to_string())
+        } else {
+            ReviewError::NotJson(error)
+        }
+    })?;
 
-    let api_version = value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let kind = value
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let api_version = envelope.api_version.unwrap_or_default();
+    let kind = envelope.kind.unwrap_or_default();
     if api_version != META_API_VERSION_V1 || kind != META_KIND {
         return Err(ReviewError::WrongType {
-            api_version: api_version.to_owned(),
-            kind: kind.to_owned(),
+            api_version: api_version.into_owned(),
+            kind: kind.into_owned(),
         });
     }
-    if value.get("request").is_none_or(Value::is_null) {
-        return Err(ReviewError::MissingRequest);
-    }
+    let request = envelope.request.ok_or(ReviewError::MissingRequest)?;
 
-    // The objects are taken out before the typed parse, which then only reads the small
-    // fields. A request that is not a JSON object fails that parse.
-    let (object, old_object) = match value.get_mut("request").and_then(Value::as_object_mut) {
-        Some(request) => (
-            take_object(request, "object")?,
-            take_object(request, "oldObject")?,
-        ),
-        None => (None, None),
+    let missing = if request.uid.is_empty() {
+        Some("uid")
+    } else if request.kind.is_none() {
+        Some("kind")
+    } else if request.operation.is_none() {
+        Some("operation")
+    } else {
+        None
     };
-    let review: AdmissionReview<DynamicObject> =
-        serde_json::from_value(value).map_err(ReviewError::InvalidRequest)?;
-    let request = review.try_into().map_err(|_| ReviewError::MissingRequest)?;
-    Ok(ReviewRequest {
-        request,
-        object,
-        old_object,
-    })
+    match missing {
+        Some(field) => Err(ReviewError::InvalidRequest(format!(
+            "the {field} field is missing; the API server always sends it"
+        ))),
+        None => Ok(request),
+    }
 }
 
-/// Removes the object under `key` from `request`: `None` when it is absent or null, an
-/// error when it is not a JSON object.
-fn take_object(
-    request: &mut serde_json::Map<String, Value>,
-    key: &str,
-) -> Result<Option<Value>, ReviewError> {
-    match request.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(object @ Value::Object(_)) => Ok(Some(object)),
-        Some(_) => Err(ReviewError::InvalidRequest(serde::de::Error::custom(
-            format_args!("{key} is not a JSON object"),
-        ))),
-    }
+/// The AdmissionResponse of one review. It always allows the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The request's uid.
+    pub uid: String,
+    /// Warnings shown to the client.
+    pub warnings: Vec<String>,
+    /// The JSONPatch as JSON text, `None` when the object stays unchanged.
+    pub patch: Option<Vec<u8>>,
 }
 
 /// One image the review rewrites, or would rewrite in audit mode.
@@ -147,7 +189,7 @@ pub struct ImageRewrite {
 #[derive(Debug)]
 pub struct Review {
     /// The response: always allowed, with the request's uid.
-    pub response: AdmissionResponse,
+    pub response: Response,
     /// Outcome of the review, for metrics and logs.
     pub outcome: Outcome,
     /// The rewrites applied (enforce) or reported (audit).
@@ -155,15 +197,13 @@ pub struct Review {
 }
 
 impl Review {
-    fn unchanged(
-        request: &AdmissionRequest<DynamicObject>,
-        outcome: Outcome,
-        warning: Option<String>,
-    ) -> Self {
-        let mut response = AdmissionResponse::from(request);
-        response.warnings = warning.map(|warning| vec![warning]);
+    fn unchanged(request: &ReviewRequest<'_>, outcome: Outcome, warning: Option<String>) -> Self {
         Self {
-            response,
+            response: Response {
+                uid: request.uid.clone().into_owned(),
+                warnings: warning.into_iter().collect(),
+                patch: None,
+            },
             outcome,
             rewrites: Vec::new(),
         }
@@ -172,11 +212,8 @@ impl Review {
     /// Allows the object unchanged because its namespace is never patched: the webhook's own,
     /// or `kube-system`. The webhook configuration already leaves them out, and this check keeps
     /// the rule even when a configuration is edited by hand.
-    pub fn protected_namespace(request: &AdmissionRequest<DynamicObject>, namespace: &str) -> Self {
-        tracing::warn!(
-            namespace,
-            "request for a namespace that is never patched; object admitted unchanged"
-        );
+    pub fn protected_namespace(request: &ReviewRequest<'_>) -> Self {
+        let namespace = request.namespace();
         Self::unchanged(
             request,
             Outcome::Unchanged,
@@ -187,7 +224,7 @@ impl Review {
     }
 
     /// Allows the object unchanged after an internal fault, with a warning that names it.
-    pub fn internal_error(request: &AdmissionRequest<DynamicObject>, reason: &str) -> Self {
+    pub fn internal_error(request: &ReviewRequest<'_>, reason: &str) -> Self {
         Self::unchanged(
             request,
             Outcome::Error,
@@ -198,7 +235,7 @@ impl Review {
     }
 
     /// Allows the object unchanged because no approvals were loaded yet.
-    pub fn not_loaded(request: &AdmissionRequest<DynamicObject>) -> Self {
+    pub fn not_loaded(request: &ReviewRequest<'_>) -> Self {
         Self::unchanged(
             request,
             Outcome::Unchanged,
@@ -209,21 +246,18 @@ impl Review {
 
 /// Reviews one request: finds its image fields, decides each under `approvals`, and builds
 /// the response. Never fails: a fault becomes an allowed, unchanged response with a warning.
-pub fn review(review_request: &ReviewRequest, approvals: &Approvals, mode: Mode) -> Review {
-    let request = &review_request.request;
-    let Some(object) = &review_request.object else {
+pub fn review(request: &ReviewRequest<'_>, approvals: &Approvals, mode: Mode) -> Review {
+    let Some(object) = &request.object else {
         // DELETE and CONNECT carry no object to mutate.
         return Review::unchanged(request, Outcome::Unchanged, None);
     };
-    let Some(location) = images::pod_spec_location(&request.kind) else {
-        let warning = format!(
-            "image-patch: kind {} is not handled; object admitted unchanged",
-            display_kind(&request.kind)
-        );
+    let Some(location) = request.kind.as_ref().and_then(images::pod_spec_location) else {
+        let kind = request.kind.as_ref().map(display_kind).unwrap_or_default();
+        let warning = format!("image-patch: kind {kind} is not handled; object admitted unchanged");
         return Review::unchanged(request, Outcome::UnknownKind, Some(warning));
     };
 
-    let rewrites = decide_images(review_request, object, location, approvals);
+    let rewrites = decide_images(request, object, location, approvals);
     if rewrites.is_empty() {
         return Review::unchanged(request, Outcome::Unchanged, None);
     }
@@ -232,8 +266,11 @@ pub fn review(review_request: &ReviewRequest, approvals: &Approvals, mode: Mode)
         .iter()
         .map(|rewrite| rewrite_warning(rewrite, mode))
         .collect();
-    let mut response = AdmissionResponse::from(request);
-    response.warnings = Some(warnings);
+    let mut response = Response {
+        uid: request.uid.clone().into_owned(),
+        warnings,
+        patch: None,
+    };
     if mode == Mode::Audit {
         return Review {
             response,
@@ -242,60 +279,105 @@ pub fn review(review_request: &ReviewRequest, approvals: &Approvals, mode: Mode)
         };
     }
 
-    let patch = match build_patch(object, location, &rewrites) {
-        Ok(patch) => patch,
-        Err(reason) => return Review::internal_error(request, &reason),
-    };
-    match response.with_patch(patch) {
-        Ok(response) => Review {
-            response,
-            outcome: Outcome::Patched,
-            rewrites,
-        },
-        Err(error) => Review::internal_error(request, &error.to_string()),
+    let patch = build_patch(object, location, &rewrites)
+        .and_then(|patch| serde_json::to_vec(&patch).map_err(|error| error.to_string()));
+    match patch {
+        Ok(patch) => {
+            response.patch = Some(patch);
+            Review {
+                response,
+                outcome: Outcome::Patched,
+                rewrites,
+            }
+        }
+        Err(reason) => Review::internal_error(request, &reason),
     }
 }
 
-/// Serializes the AdmissionReview that carries `response`. kube-core 5.0 serializes
-/// `AdmissionResponse::patch` as an array of byte values, and the `admission.k8s.io/v1`
-/// API documents a base64 string, so the patch is written as base64, about a quarter of the size.
-pub fn response_body(mut response: AdmissionResponse) -> serde_json::Result<Vec<u8>> {
-    let patch = response.patch.take();
-    let mut review = serde_json::to_value(response.into_review())?;
-    if let Some(patch) = patch {
-        review["response"]["patch"] = serde_json::to_value(ByteString(patch))?;
-    }
+/// The AdmissionReview that carries a [`Response`], as the API server reads it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'r> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'r>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'r> {
+    uid: &'r str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'r [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    /// `ByteString` serializes as base64, the form the `admission.k8s.io/v1` API documents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<ByteString>,
+}
+
+/// Serializes the AdmissionReview that carries `response`.
+pub fn response_body(response: &Response) -> serde_json::Result<Vec<u8>> {
+    let review = ReviewOut {
+        api_version: META_API_VERSION_V1,
+        kind: META_KIND,
+        response: ResponseOut {
+            uid: &response.uid,
+            allowed: true,
+            warnings: &response.warnings,
+            patch_type: response.patch.as_ref().map(|_| "JSONPatch"),
+            patch: response.patch.clone().map(ByteString),
+        },
+    };
     serde_json::to_vec(&review)
 }
 
 /// Decides every image of the object. On an UPDATE of a Pod or Job only images that the
 /// update changes count (see [`PodSpecLocation::rewrite_unchanged_on_update`]).
 fn decide_images(
-    review_request: &ReviewRequest,
-    object: &Value,
+    request: &ReviewRequest<'_>,
+    object: &ObjectView<'_>,
     location: PodSpecLocation,
     approvals: &Approvals,
 ) -> Vec<ImageRewrite> {
-    let request = &review_request.request;
-    let namespace = request.namespace.as_deref().unwrap_or_default();
-    let old_object = match (&request.operation, &review_request.old_object) {
-        (Operation::Update, Some(old)) if !location.rewrite_unchanged_on_update => Some(old),
+    let Some(spec) = location.pod_spec(object) else {
+        return Vec::new();
+    };
+    let namespace = request.namespace();
+    let old_spec = match (&request.operation, &request.old_object) {
+        (Some(Operation::Update), Some(old)) if !location.rewrite_unchanged_on_update => {
+            location.pod_spec(old)
+        }
         _ => None,
     };
 
     let mut rewrites = Vec::new();
-    for field in images::image_fields(object, location.spec) {
-        let unchanged_by_update = old_object
-            .and_then(|old| old.pointer(&field.pointer))
-            .is_some_and(|old_image| old_image.as_str() == Some(field.image.as_str()));
+    for slot in spec.images() {
+        let ImageSlot {
+            list, index, image, ..
+        } = slot;
+        let unchanged_by_update =
+            old_spec.is_some_and(|old| old.image_at(list, index) == Some(image));
         if unchanged_by_update {
             continue;
         }
 
-        match common::decide(&field.image, namespace, approvals) {
-            Decision::Rewrite(rewrite) => rewrites.push(ImageRewrite { field, rewrite }),
+        match common::decide(image, namespace, approvals) {
+            Decision::Rewrite(rewrite) => rewrites.push(ImageRewrite {
+                field: slot.to_field(location.spec),
+                rewrite,
+            }),
             Decision::Keep(reason) => {
-                tracing::debug!(container = %field.container, image = %field.image, ?reason, "image kept");
+                tracing::debug!(
+                    uid = %request.uid,
+                    namespace,
+                    name = %request.name,
+                    container = %slot.container.name,
+                    image,
+                    ?reason,
+                    "image kept"
+                );
             }
         }
     }
@@ -327,11 +409,11 @@ fn rewrite_warning(rewrite: &ImageRewrite, mode: Mode) -> String {
 /// Builds the JSONPatch: one `replace` per image, and the previous-images annotation on the
 /// object and, for workloads, on the pod template so that its Pods carry it too.
 fn build_patch(
-    object: &Value,
+    object: &ObjectView<'_>,
     location: PodSpecLocation,
     rewrites: &[ImageRewrite],
 ) -> Result<Patch, String> {
-    let mut operations = Vec::new();
+    let mut operations = Vec::with_capacity(rewrites.len() + 2);
     for ImageRewrite { field, rewrite } in rewrites {
         operations.push(PatchOperation::Replace(ReplaceOperation {
             path: parse_pointer(&field.pointer)?,
@@ -339,38 +421,44 @@ fn build_patch(
         }));
     }
 
-    let previous: BTreeMap<String, String> = rewrites
+    let previous: BTreeMap<&str, &str> = rewrites
         .iter()
-        .map(|ImageRewrite { field, rewrite }| (field.container.clone(), rewrite.from.clone()))
+        .map(|ImageRewrite { field, rewrite }| (field.container.as_str(), rewrite.from.as_str()))
         .collect();
-    operations.push(annotation_operation(object, "/metadata", &previous)?);
+    operations.push(annotation_operation(
+        object.metadata.as_ref(),
+        "/metadata",
+        &previous,
+    )?);
     if let Some(template_metadata) = location.template_metadata {
-        operations.push(annotation_operation(object, template_metadata, &previous)?);
+        let metadata = location
+            .template(object)
+            .and_then(|template| template.metadata.as_ref());
+        operations.push(annotation_operation(metadata, template_metadata, &previous)?);
     }
     Ok(Patch(operations))
 }
 
-/// Builds the `add` that sets the previous-images annotation under `metadata_pointer`,
-/// keeping entries already recorded for containers that this review does not rewrite.
+/// Builds the `add` that sets the previous-images annotation in `metadata`, found at
+/// `metadata_pointer`, keeping entries already recorded for containers that this review
+/// does not rewrite.
 fn annotation_operation(
-    object: &Value,
+    metadata: Option<&MetadataView<'_>>,
     metadata_pointer: &str,
-    previous: &BTreeMap<String, String>,
+    previous: &BTreeMap<&str, &str>,
 ) -> Result<PatchOperation, String> {
-    let metadata = object.pointer(metadata_pointer);
-    let annotations = metadata
-        .and_then(|metadata| metadata.get("annotations"))
-        .and_then(Value::as_object);
+    let annotations = metadata.and_then(|metadata| metadata.annotations.as_ref());
 
-    let mut recorded: BTreeMap<String, String> = annotations
-        .and_then(|annotations| annotations.get(PREVIOUS_IMAGES_ANNOTATION))
-        .and_then(Value::as_str)
+    // An annotation that does not parse was not written by this webhook's rules, so the
+    // new record replaces it rather than failing the review.
+    let mut recorded: BTreeMap<Cow<'_, str>, Cow<'_, str>> = annotations
+        .and_then(|annotations| annotations.previous_images.as_deref())
         .and_then(|recorded| serde_json::from_str(recorded).ok())
         .unwrap_or_default();
     recorded.extend(
         previous
             .iter()
-            .map(|(container, image)| (container.clone(), image.clone())),
+            .map(|(container, image)| (Cow::Borrowed(*container), Cow::Borrowed(*image))),
     );
     let value = serde_json::to_string(&recorded).map_err(|error| error.to_string())?;
 
@@ -409,18 +497,26 @@ pub fn display_kind(kind: &kube::core::GroupVersionKind) -> String {
 mod tests {
     use super::*;
 
+    fn metadata(text: &str) -> Option<MetadataView<'_>> {
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn apply(object: &Value, operation: PatchOperation) -> Value {
+        let mut patched = object.clone();
+        json_patch::patch(&mut patched, &[operation]).unwrap();
+        patched
+    }
+
     #[test]
     fn annotation_added_without_annotations() {
         let object = json!({"metadata": {"name": "quoting"}});
-        let previous = BTreeMap::from([(
-            "app".to_owned(),
-            "mojaloop/quoting-service:v10.4.0".to_owned(),
-        )]);
+        let text = object["metadata"].to_string();
+        let previous = BTreeMap::from([("app", "mojaloop/quoting-service:v10.4.0")]);
 
-        let operation = annotation_operation(&object, "/metadata", &previous).unwrap();
+        let operation =
+            annotation_operation(metadata(&text).as_ref(), "/metadata", &previous).unwrap();
 
-        let mut patched = object.clone();
-        json_patch::patch(&mut patched, &[operation]).unwrap();
+        let patched = apply(&object, operation);
         assert_eq!(
             patched["metadata"]["annotations"][PREVIOUS_IMAGES_ANNOTATION],
             r#"{"app":"mojaloop/quoting-service:v10.4.0"}"#
@@ -430,13 +526,11 @@ mod tests {
     #[test]
     fn annotation_added_without_template_metadata() {
         let object = json!({"spec": {"template": {"spec": {}}}});
-        let previous = BTreeMap::from([("app".to_owned(), "a:v1.0.0".to_owned())]);
+        let previous = BTreeMap::from([("app", "a:v1.0.0")]);
 
-        let operation =
-            annotation_operation(&object, "/spec/template/metadata", &previous).unwrap();
+        let operation = annotation_operation(None, "/spec/template/metadata", &previous).unwrap();
 
-        let mut patched = object.clone();
-        json_patch::patch(&mut patched, &[operation]).unwrap();
+        let patched = apply(&object, operation);
         assert_eq!(
             patched["spec"]["template"]["metadata"]["annotations"][PREVIOUS_IMAGES_ANNOTATION],
             r#"{"app":"a:v1.0.0"}"#
@@ -447,12 +541,13 @@ mod tests {
     fn annotation_merges_recorded_entries() {
         let recorded = r#"{"app":"a:v1.0.0","sidecar":"b:v2.0.0"}"#;
         let object = json!({"metadata": {"annotations": {"team": "payments", PREVIOUS_IMAGES_ANNOTATION: recorded}}});
-        let previous = BTreeMap::from([("app".to_owned(), "a:v1.0.1".to_owned())]);
+        let text = object["metadata"].to_string();
+        let previous = BTreeMap::from([("app", "a:v1.0.1")]);
 
-        let operation = annotation_operation(&object, "/metadata", &previous).unwrap();
+        let operation =
+            annotation_operation(metadata(&text).as_ref(), "/metadata", &previous).unwrap();
 
-        let mut patched = object.clone();
-        json_patch::patch(&mut patched, &[operation]).unwrap();
+        let patched = apply(&object, operation);
         let annotations = &patched["metadata"]["annotations"];
         assert_eq!(annotations["team"], "payments");
         assert_eq!(
@@ -498,31 +593,94 @@ mod tests {
 
     #[test]
     fn parse_rejects_object_not_object() {
-        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":"pod"}}"#;
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","object":"pod"}}"#;
 
         let error = parse_review(body).unwrap_err();
 
         assert!(matches!(error, ReviewError::InvalidRequest(_)));
-        assert!(error.to_string().contains("object is not a JSON object"));
+        assert!(
+            error.to_string().contains("expected a Kubernetes object"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn parse_rejects_missing_uid() {
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE"}}"#;
+
+        let error = parse_review(body).unwrap_err();
+
+        assert_eq!(
+            error.to_string(),
+            "AdmissionReview request is invalid: the uid field is missing; the API server always sends it"
+        );
+    }
+
+    #[test]
+    fn parse_splits_syntax_and_shape_errors() {
+        assert!(matches!(
+            parse_review(br#"{"apiVersion":"#),
+            Err(ReviewError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_review(br#"{"request":{"dryRun":"yes"}}"#),
+            Err(ReviewError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn parse_borrows_plain_strings() {
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-1","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE","namespace":"mojaloop","object":{"spec":{"containers":[{"name":"app","image":"a:v1"}]}}}}"#;
+
+        let request = parse_review(body).unwrap();
+
+        assert!(matches!(request.uid, Cow::Borrowed("u-1")));
+        assert_eq!(request.namespace(), "mojaloop");
+        let spec = request.object.as_ref().unwrap().spec.as_ref().unwrap();
+        assert!(matches!(spec.containers.as_ref().unwrap()[0].image, Some(Cow::Borrowed("a:v1"))));
     }
 
     #[test]
     fn response_patch_is_base64() {
-        let mut response = AdmissionResponse::invalid("unused");
-        response.allowed = true;
         let patch = Patch(vec![PatchOperation::Replace(ReplaceOperation {
             path: parse_pointer("/spec/containers/0/image").unwrap(),
             value: json!("a:v1.0.1"),
         })]);
-        let response = response.with_patch(patch).unwrap();
+        let response = Response {
+            uid: "u-1".to_owned(),
+            warnings: vec!["w".to_owned()],
+            patch: Some(serde_json::to_vec(&patch).unwrap()),
+        };
 
-        let body: Value = serde_json::from_slice(&response_body(response).unwrap()).unwrap();
+        let body: Value = serde_json::from_slice(&response_body(&response).unwrap()).unwrap();
 
         assert_eq!(
-            body["response"]["patch"],
-            "W3sib3AiOiJyZXBsYWNlIiwicGF0aCI6Ii9zcGVjL2NvbnRhaW5lcnMvMC9pbWFnZSIsInZhbHVlIjoiYTp2MS4wLjEifV0="
+            body,
+            json!({
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "response": {
+                    "uid": "u-1",
+                    "allowed": true,
+                    "warnings": ["w"],
+                    "patchType": "JSONPatch",
+                    "patch": "W3sib3AiOiJyZXBsYWNlIiwicGF0aCI6Ii9zcGVjL2NvbnRhaW5lcnMvMC9pbWFnZSIsInZhbHVlIjoiYTp2MS4wLjEifV0=",
+                }
+            })
         );
-        assert_eq!(body["response"]["patchType"], "JSONPatch");
+    }
+
+    #[test]
+    fn unchanged_response_is_minimal() {
+        let response = Response {
+            uid: "u-2".to_owned(),
+            warnings: Vec::new(),
+            patch: None,
+        };
+
+        let body: Value = serde_json::from_slice(&response_body(&response).unwrap()).unwrap();
+
+        assert_eq!(body["response"], json!({"uid": "u-2", "allowed": true}));
     }
 
     #[test]

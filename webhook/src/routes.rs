@@ -143,55 +143,60 @@ async fn handle_review(state: AppState, path_mode: Mode, body: Body) -> Response
         Err(error) => return reject(&state, started, StatusCode::BAD_REQUEST, error.to_string()),
     };
 
-    let namespace = request.request.namespace.as_deref().unwrap_or_default();
-    let span = tracing::info_span!(
-        "admission",
-        uid = %request.request.uid,
-        kind = %request.request.kind.kind,
-        namespace,
-        name = %request.request.name,
-        operation = ?request.request.operation,
-        dry_run = request.request.dry_run,
-    );
-    let _entered = span.enter();
-
+    // The request's identity goes into each log line as fields rather than a span: a span is
+    // formatted for every request, and most requests log nothing.
+    let namespace = request.namespace();
+    let kind = request.kind_name();
     let review = if state
         .protected_namespaces
         .iter()
         .any(|protected| protected == namespace)
     {
-        Review::protected_namespace(&request.request, namespace)
+        warn_unchanged(&request, "namespace is never patched");
+        Review::protected_namespace(&request)
     } else if state.store.is_loaded() {
         let approvals = state.store.load();
         // Every profile unwinds on panic, so a bug in a review admits the object unchanged.
         catch_unwind(AssertUnwindSafe(|| {
             admission::review(&request, &approvals, mode)
         }))
-        .unwrap_or_else(|_| {
-            tracing::error!("admission review panicked; object admitted unchanged");
-            Review::internal_error(&request.request, "panic while reviewing")
-        })
+        // The error line below names the fault for this and every other internal error.
+        .unwrap_or_else(|_| Review::internal_error(&request, "panic while reviewing"))
     } else {
-        tracing::warn!("approvals not loaded yet; object admitted unchanged");
-        Review::not_loaded(&request.request)
+        warn_unchanged(&request, "approvals not loaded yet");
+        Review::not_loaded(&request)
     };
 
     if !review.rewrites.is_empty() {
         tracing::info!(
+            uid = %request.uid,
+            kind,
+            namespace,
+            name = %request.name,
+            operation = ?request.operation,
+            dry_run = request.is_dry_run(),
             count = review.rewrites.len(),
             rewrites = %RewriteList(&review.rewrites),
             audit = mode == Mode::Audit,
             "images rewritten"
         );
     }
-    if review.outcome == Outcome::UnknownKind {
-        tracing::warn!("kind not handled; object admitted unchanged");
+    match review.outcome {
+        Outcome::UnknownKind => warn_unchanged(&request, "kind not handled"),
+        Outcome::Error => tracing::error!(
+            uid = %request.uid,
+            kind,
+            namespace,
+            name = %request.name,
+            warnings = ?review.response.warnings,
+            "admission review failed; object admitted unchanged"
+        ),
+        _ => {}
     }
 
-    let kind = request.request.kind.kind.as_str();
     state
         .metrics
-        .count_request(kind, review.outcome, request.request.dry_run);
+        .count_request(kind, review.outcome, request.is_dry_run());
     if !review.rewrites.is_empty() {
         state
             .metrics
@@ -202,14 +207,26 @@ async fn handle_review(state: AppState, path_mode: Mode, body: Body) -> Response
         .duration
         .observe(started.elapsed().as_secs_f64());
 
-    match admission::response_body(review.response) {
+    match admission::response_body(&review.response) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(error) => {
-            tracing::error!(%error, "cannot serialize the AdmissionReview response");
+            tracing::error!(%error, uid = %request.uid, "cannot serialize the AdmissionReview response");
             let reason = format!("cannot serialize the AdmissionReview response: {error}");
             (StatusCode::INTERNAL_SERVER_ERROR, reason).into_response()
         }
     }
+}
+
+/// Logs that the object of `request` is admitted unchanged, and why.
+fn warn_unchanged(request: &admission::ReviewRequest<'_>, reason: &'static str) {
+    tracing::warn!(
+        uid = %request.uid,
+        kind = request.kind.as_ref().map(admission::display_kind).unwrap_or_default(),
+        namespace = request.namespace(),
+        name = %request.name,
+        reason,
+        "object admitted unchanged"
+    );
 }
 
 /// Formats the rewrites of one review for the log, as

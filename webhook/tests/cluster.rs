@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use common::crate_dir;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::{Value, json};
 use testsupport::cluster::Cluster;
 use tokio::net::TcpListener;
@@ -178,29 +176,27 @@ fn mirror_router() -> axum::Router {
     axum::Router::new().route("/mirror", axum::routing::post(mirror_review))
 }
 
-async fn mirror_review(
-    axum::Json(review): axum::Json<AdmissionReview<DynamicObject>>,
-) -> axum::Json<Value> {
-    let request: AdmissionRequest<DynamicObject> = review.try_into().expect("review has a request");
-    let object =
-        serde_json::to_value(request.object.as_ref().expect("object")).expect("object serializes");
-    let location = webhook::images::pod_spec_location(&request.kind).expect("handled kind");
+async fn mirror_review(body: axum::body::Bytes) -> axum::Json<Value> {
+    let request = webhook::admission::parse_review(&body).expect("an AdmissionReview");
+    let object = request.object.as_ref().expect("object");
+    let kind = request.kind.as_ref().expect("kind");
+    let location = webhook::images::pod_spec_location(kind).expect("handled kind");
 
     let mut operations = Vec::new();
-    for field in webhook::images::image_fields(&object, location.spec) {
+    for field in webhook::images::image_fields(object, location) {
         let first_part = field.image.split('/').next().unwrap_or_default();
         let has_registry = first_part.contains('.') || first_part.contains(':');
         if !has_registry {
             operations.push(json!({"op": "replace", "path": field.pointer, "value": format!("mirror.gcr.io/{}", field.image)}));
         }
     }
-    let mut response = AdmissionResponse::from(&request);
+    let mut response = json!({"uid": request.uid, "allowed": true});
     if !operations.is_empty() {
-        let patch: json_patch::Patch =
-            serde_json::from_value(Value::Array(operations)).expect("valid patch");
-        response = response.with_patch(patch).expect("patch serializes");
+        let patch = serde_json::to_vec(&operations).expect("patch serializes");
+        response["patchType"] = json!("JSONPatch");
+        response["patch"] = serde_json::to_value(k8s_openapi::ByteString(patch)).expect("base64");
     }
-    axum::Json(serde_json::to_value(response.into_review()).expect("review serializes"))
+    axum::Json(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}))
 }
 
 /// A MutatingWebhookConfiguration named `name` that calls the mirror on `port` for
