@@ -14,13 +14,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# A non-login shell (CI, cron) may lack rustup's and Go's directories on PATH.
-for dir in "$HOME/.cargo/bin" /usr/local/go/bin; do
-    case ":$PATH:" in *":$dir:"*) ;; *) [[ -d "$dir" ]] && PATH="$dir:$PATH" ;; esac
-done
-export PATH
-
-step() { printf '\n==> %s\n' "$*" >&2; }
+# PATH with rustup's and Go's directories, and step().
+# shellcheck source=tests/tools/env.sh
+source tests/tools/env.sh
 
 if [[ $(id -u) -eq 0 ]]; then
     step "Installing missing Debian packages"
@@ -38,6 +34,7 @@ cargo build --locked -p image-patch-webhook -p image-patch-scanner -p image-patc
 # directory that is removed on exit. The stack's processes die with the demo.
 work_dir="$(mktemp -d -t image-patch-demo.XXXXXX)"
 demo_pid=
+# shellcheck disable=SC2317 # shellcheck 0.9 misses that the EXIT trap calls it.
 cleanup() {
     if [[ -n "$demo_pid" ]] && kill -0 "$demo_pid" 2>/dev/null; then
         kill -TERM "$demo_pid" 2>/dev/null || true
