@@ -4,9 +4,10 @@
 #   ./demo/run.sh            # with Helm 4
 #   ./demo/run.sh --helm3    # with Helm 3
 #
-# It installs the Debian packages that the local stack needs (when run as root),
-# builds the stack's tools and the product's binaries when they are missing, and
-# runs the demo binary of tests/e2e. The demo starts a local control plane, a
+# It installs the Debian packages that the local stack needs when run as root;
+# without root it names the missing ones and stops. It builds the stack's tools
+# and the product's binaries when they are missing, and runs the demo binary of
+# tests/e2e. The demo starts a local control plane, a
 # registry and a Slack stand-in, installs the product from manifests/, deploys a
 # Mojaloop-shaped chart, and walks through the Slack notice, an approval,
 # `helm upgrade` and the rollback. Every process it starts is stopped when it
@@ -20,7 +21,14 @@ source tests/tools/env.sh
 
 if [[ $(id -u) -eq 0 ]]; then
     step "Installing missing Debian packages"
-    tests/tools/install-deps.sh
+    tests/tools/install-deps.sh --demo
+else
+    step "Checking Debian packages (not root, so none are installed)"
+    # install-deps.sh names the missing packages and the command that installs them.
+    if ! tests/tools/install-deps.sh --demo --check; then
+        echo "demo: stopped, because the demo needs these packages. Install them and run it again." >&2
+        exit 1
+    fi
 fi
 
 step "Building or reusing the local stack's tools"
