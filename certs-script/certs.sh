@@ -29,10 +29,14 @@ Usage: certs.sh [options]
       --files-only         use DIR only: no kubectl (requires --dir)
       --rotate-ca          create a new CA and a new serving certificate; the old
                            CA stays in the caBundle until the next rotation
-      --days N             validity of the serving certificate (default 365)
-      --renew-days N       reissue when it expires within N days (default 30)
+      --days N             validity of the serving certificate in days, 1 to 3650
+                           (default 365)
+      --renew-days N       reissue when it expires within N days, 0 to --days
+                           minus 1 (default 30)
       --context NAME       kubectl context
   -h, --help               show this help
+
+An option's value may also follow an equals sign: --days=90.
 EOF
 }
 
@@ -50,28 +54,172 @@ renew_days=30
 ca_days=3650
 kubectl_args=()
 
+value_options=(-n --namespace -s --service --secret --webhook-config --dns --ip --dir --days --renew-days --context)
+flag_options=(--files-only --rotate-ca -h --help)
+
+# Prints a usage error and exits with status 2. Every check runs before the script
+# creates a file or calls kubectl, so a rejected run changes nothing.
+usage_error() {
+  echo "certs.sh: $*" >&2
+  exit 2
+}
+
+# Succeeds when $1 is one of the words that follow it.
+is_one_of() {
+  local word=$1 candidate
+  shift
+  for candidate in "$@"; do
+    [[ $word == "$candidate" ]] && return 0
+  done
+  return 1
+}
+
 while [[ $# -gt 0 ]]; do
-  case "$1" in
-    -n|--namespace) namespace=$2; shift 2 ;;
-    -s|--service) service=$2; shift 2 ;;
-    --secret) secret=$2; shift 2 ;;
-    --webhook-config) webhook_config=$2; shift 2 ;;
-    --dns) extra_dns+=("$2"); shift 2 ;;
-    --ip) extra_ips+=("$2"); shift 2 ;;
-    --dir) dir=$2; shift 2 ;;
-    --files-only) files_only=true; shift ;;
-    --rotate-ca) rotate_ca=true; shift ;;
-    --days) days=$2; shift 2 ;;
-    --renew-days) renew_days=$2; shift 2 ;;
-    --context) kubectl_args+=(--context "$2"); shift 2 ;;
+  option=$1
+  inline_value=false
+  if [[ $option == --*=* ]]; then
+    # --option=value is split into two arguments.
+    set -- "${option%%=*}" "${option#*=}" "${@:2}"
+    option=$1
+    inline_value=true
+  fi
+  if is_one_of "$option" "${value_options[@]}"; then
+    if [[ $# -lt 2 ]]; then
+      usage_error "$option is missing its value (see --help)"
+    fi
+    if ! $inline_value && is_one_of "$2" "${value_options[@]}" "${flag_options[@]}"; then
+      usage_error "$option is missing its value, because the next argument is the option $2 (see --help)"
+    fi
+    value=$2
+    shift 2
+  elif is_one_of "$option" "${flag_options[@]}"; then
+    if $inline_value; then
+      usage_error "$option takes no value, got \"$2\" (write $option alone)"
+    fi
+    shift
+  else
+    usage_error "unknown option \"$option\" (see --help for the options)"
+  fi
+  case "$option" in
+    -n|--namespace) namespace=$value ;;
+    -s|--service) service=$value ;;
+    --secret) secret=$value ;;
+    --webhook-config) webhook_config=$value ;;
+    --dns) extra_dns+=("$value") ;;
+    --ip) extra_ips+=("$value") ;;
+    --dir)
+      [[ -n $value ]] || usage_error "--dir must be a directory path, got \"\""
+      dir=$value ;;
+    --files-only) files_only=true ;;
+    --rotate-ca) rotate_ca=true ;;
+    --days) days=$value ;;
+    --renew-days) renew_days=$value ;;
+    --context)
+      [[ -n $value ]] || usage_error "--context must name a kubectl context (see kubectl config get-contexts), got \"\""
+      kubectl_args=(--context "$value") ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "certs.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
+# The name rules are those that Kubernetes applies to each kind of object.
+dns1123_label='^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'
+dns1035_label='^[a-z]([-a-z0-9]*[a-z0-9])?$'
+dns1123_subdomain='^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'
+# A DNS name for the certificate: labels of letters, digits and "-", optionally "*." first.
+dns_name='^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$'
+
+# Succeeds when $1 is a whole number from $2 to $3. Leading zeros are allowed.
+is_number_in_range() {
+  [[ $1 =~ ^[0-9]{1,9}$ ]] && ((10#$1 >= $2 && 10#$1 <= $3))
+}
+
+is_ipv4() {
+  local octet
+  [[ $1 =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]] || return 1
+  for octet in "${BASH_REMATCH[@]:1}"; do
+    ((10#$octet <= 255)) || return 1
+  done
+}
+
+# Succeeds for an IPv6 address in RFC 4291 text form: eight groups of up to four hex
+# digits, or fewer with one "::", optionally ending in an IPv4 address.
+is_ipv6() {
+  local address=$1 part group groups=0 parts=() group_list=()
+  [[ $address == *:* && $address =~ ^[0-9A-Fa-f:.]+$ ]] || return 1
+  if [[ $address == *.* ]]; then
+    # The IPv4 address at the end takes the place of the last two groups.
+    is_ipv4 "${address##*:}" || return 1
+    address="${address%:*}:0:0"
+  fi
+  if [[ $address == *::* ]]; then
+    [[ ${address#*::} != *::* ]] || return 1
+    parts=("${address%%::*}" "${address#*::}")
+  else
+    parts=("$address")
+  fi
+  for part in "${parts[@]}"; do
+    [[ -z $part ]] && continue
+    [[ $part != :* && $part != *: ]] || return 1
+    IFS=: read -ra group_list <<<"$part"
+    for group in "${group_list[@]}"; do
+      [[ $group =~ ^[0-9A-Fa-f]{1,4}$ ]] || return 1
+      groups=$((groups + 1))
+    done
+  done
+  if ((${#parts[@]} == 2)); then
+    ((groups <= 7))
+  else
+    ((groups == 8))
+  fi
+}
+
+label_rule='lowercase letters, digits and "-", at most 63 characters'
+subdomain_rule='lowercase letters, digits, "-" and ".", starting and ending with a letter or digit'
+if ! [[ $namespace =~ $dns1123_label && ${#namespace} -le 63 ]]; then
+  usage_error "--namespace must be a DNS-1123 label ($label_rule, starting and ending with a letter or digit), got \"$namespace\""
+fi
+if ! [[ $service =~ $dns1035_label && ${#service} -le 63 ]]; then
+  usage_error "--service must be a DNS-1035 label, as for every Service name ($label_rule, starting with a letter and ending with a letter or digit), got \"$service\""
+fi
+# The CA is kept in the Secret NAME-ca, whose name may have at most 253 characters.
+if ! [[ $secret =~ $dns1123_subdomain && ${#secret} -le 250 ]]; then
+  usage_error "--secret must be a DNS-1123 subdomain ($subdomain_rule, at most 250 characters so that NAME-ca fits in 253), got \"$secret\""
+fi
+if ! [[ $webhook_config =~ $dns1123_subdomain && ${#webhook_config} -le 253 ]]; then
+  usage_error "--webhook-config must be a DNS-1123 subdomain ($subdomain_rule, at most 253 characters), got \"$webhook_config\""
+fi
+for name in "${extra_dns[@]}"; do
+  if ! [[ $name =~ $dns_name && ${#name} -le 253 ]]; then
+    usage_error "--dns must be a DNS name such as webhook.example.org (labels of letters, digits and \"-\" of at most 63 characters, optionally \"*.\" first, at most 253 characters), got \"$name\""
+  fi
+done
+for address in "${extra_ips[@]}"; do
+  if ! is_ipv4 "$address" && ! is_ipv6 "$address"; then
+    usage_error "--ip must be an IPv4 or IPv6 address such as 127.0.0.1 or ::1, got \"$address\""
+  fi
+done
 if $files_only && [[ -z $dir ]]; then
-  echo "certs.sh: --files-only needs --dir" >&2
-  exit 2
+  usage_error "--files-only needs --dir DIR, the directory to read and write the files in"
+fi
+if [[ -n $dir && -e $dir && ! -d $dir ]]; then
+  usage_error "--dir must be a directory path, got \"$dir\", which exists and is not a directory"
+fi
+if ! is_number_in_range "$days" 1 "$ca_days"; then
+  usage_error "--days must be a whole number of days from 1 to $ca_days, got \"$days\""
+fi
+days=$((10#$days))
+# A threshold of --days or more would reissue the certificate on every run.
+if ! is_number_in_range "$renew_days" 0 $((days - 1)); then
+  usage_error "--renew-days must be a whole number of days from 0 to $((days - 1)) (less than --days $days), got \"$renew_days\""
+fi
+renew_days=$((10#$renew_days))
+if ! command -v openssl >/dev/null; then
+  echo "certs.sh: openssl not found on PATH. Install it (Debian: apt-get install openssl)." >&2
+  exit 1
+fi
+if ! $files_only && ! command -v kubectl >/dev/null; then
+  echo "certs.sh: kubectl not found on PATH. Install it, or write only files with --files-only --dir DIR." >&2
+  exit 1
 fi
 
 say() { echo "certs.sh: $*"; }
@@ -95,9 +243,13 @@ secret_key_to_file() {
 load_existing() {
   local file
   if ! $files_only; then
-    secret_key_to_file "$secret-ca" ca.crt "$work/ca.crt" && secret_key_to_file "$secret-ca" ca.key "$work/ca.key" || rm -f "$work/ca.crt" "$work/ca.key"
+    if ! { secret_key_to_file "$secret-ca" ca.crt "$work/ca.crt" && secret_key_to_file "$secret-ca" ca.key "$work/ca.key"; }; then
+      rm -f "$work/ca.crt" "$work/ca.key"
+    fi
     secret_key_to_file "$secret-ca" ca-previous.crt "$work/ca-previous.crt" || rm -f "$work/ca-previous.crt"
-    secret_key_to_file "$secret" tls.crt "$work/tls.crt" && secret_key_to_file "$secret" tls.key "$work/tls.key" || rm -f "$work/tls.crt" "$work/tls.key"
+    if ! { secret_key_to_file "$secret" tls.crt "$work/tls.crt" && secret_key_to_file "$secret" tls.key "$work/tls.key"; }; then
+      rm -f "$work/tls.crt" "$work/tls.key"
+    fi
   fi
   if [[ -n $dir && ! -f $work/ca.crt ]]; then
     for file in ca.crt ca.key ca-previous.crt tls.crt tls.key; do
@@ -134,11 +286,14 @@ serving_cert_is_current() {
 }
 
 issue_serving_cert() {
-  local san="" name address
+  local san="" name address common_name="$service.$namespace.svc"
   for name in "${dns_names[@]}"; do san+="DNS:$name,"; done
   for address in "${extra_ips[@]}"; do san+="IP:$address,"; done
+  # X.509 limits the common name to 64 characters. Go's TLS client, which kube-apiserver
+  # uses, matches only the subject alternative names, so a long name falls back to the Service.
+  ((${#common_name} <= 64)) || common_name=$service
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -keyout "$work/tls.key" -out "$work/tls.csr" -subj "/CN=$service.$namespace.svc" 2>/dev/null
+    -keyout "$work/tls.key" -out "$work/tls.csr" -subj "/CN=$common_name" 2>/dev/null
   printf 'subjectAltName=%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' \
     "${san%,}" >"$work/tls.ext"
   openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial \

@@ -4,9 +4,10 @@
 #   ./demo/run.sh            # with Helm 4
 #   ./demo/run.sh --helm3    # with Helm 3
 #
-# It installs the Debian packages that the local stack needs (when run as root),
-# builds the stack's tools and the product's binaries when they are missing, and
-# runs the demo binary of tests/e2e. The demo starts a local control plane, a
+# It installs the Debian packages that the local stack needs when run as root;
+# without root it names the missing ones and stops. It builds the stack's tools
+# and the product's binaries when they are missing, and runs the demo binary of
+# tests/e2e. The demo starts a local control plane, a
 # registry and a Slack stand-in, installs the product from manifests/, deploys a
 # Mojaloop-shaped chart, and walks through the Slack notice, an approval,
 # `helm upgrade` and the rollback. Every process it starts is stopped when it
@@ -14,17 +15,20 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# A non-login shell (CI, cron) may lack rustup's and Go's directories on PATH.
-for dir in "$HOME/.cargo/bin" /usr/local/go/bin; do
-    case ":$PATH:" in *":$dir:"*) ;; *) [[ -d "$dir" ]] && PATH="$dir:$PATH" ;; esac
-done
-export PATH
-
-step() { printf '\n==> %s\n' "$*" >&2; }
+# PATH with rustup's and Go's directories, and step().
+# shellcheck source=tests/tools/env.sh
+source tests/tools/env.sh
 
 if [[ $(id -u) -eq 0 ]]; then
     step "Installing missing Debian packages"
-    tests/tools/install-deps.sh
+    tests/tools/install-deps.sh --demo
+else
+    step "Checking Debian packages (not root, so none are installed)"
+    # install-deps.sh names the missing packages and the command that installs them.
+    if ! tests/tools/install-deps.sh --demo --check; then
+        echo "demo: stopped, because the demo needs these packages. Install them and run it again." >&2
+        exit 1
+    fi
 fi
 
 step "Building or reusing the local stack's tools"
@@ -38,6 +42,7 @@ cargo build --locked -p image-patch-webhook -p image-patch-scanner -p image-patc
 # directory that is removed on exit. The stack's processes die with the demo.
 work_dir="$(mktemp -d -t image-patch-demo.XXXXXX)"
 demo_pid=
+# shellcheck disable=SC2317 # shellcheck 0.9 misses that the EXIT trap calls it.
 cleanup() {
     if [[ -n "$demo_pid" ]] && kill -0 "$demo_pid" 2>/dev/null; then
         kill -TERM "$demo_pid" 2>/dev/null || true

@@ -9,13 +9,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# A non-login shell (CI, cron) may lack rustup's and Go's directories on PATH.
-for dir in "$HOME/.cargo/bin" /usr/local/go/bin; do
-    case ":$PATH:" in *":$dir:"*) ;; *) [[ -d "$dir" ]] && PATH="$dir:$PATH" ;; esac
-done
-export PATH
-
-step() { printf '\n==> %s\n' "$*" >&2; }
+# PATH with rustup's and Go's directories, and step().
+# shellcheck source=tests/tools/env.sh
+source tests/tools/env.sh
 
 step "Installing missing Debian packages"
 tests/tools/install-deps.sh
