@@ -5,6 +5,7 @@
 //! many pods are thus one workload. Every container, init containers included, yields
 //! one [`WorkloadImage`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -84,19 +85,45 @@ pub enum NamespaceSelection {
     Selector(String),
 }
 
-/// Returns the namespaces that `selection` chooses, sorted.
-pub async fn select_namespaces(client: &kube::Client, selection: &NamespaceSelection) -> Result<Vec<String>, kube::Error> {
-    let mut names = match selection {
+/// A namespace that a scan covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectedNamespace {
+    /// Name.
+    pub name: String,
+    /// Labels. Rollout reads them to skip namespaces in audit mode.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Returns the namespaces that `selection` chooses, sorted by name, with their labels.
+///
+/// Both selections list the namespaces once, so that a namespace named with `--namespace`
+/// has its labels too. A named namespace that does not exist is kept without labels, and
+/// its discovery finds no workloads.
+pub async fn select_namespaces(client: &kube::Client, selection: &NamespaceSelection) -> Result<Vec<SelectedNamespace>, kube::Error> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let params = match selection {
+        NamespaceSelection::Names(_) => ListParams::default(),
+        NamespaceSelection::Selector(selector) => ListParams::default().labels(selector),
+    };
+    let mut labels: BTreeMap<String, BTreeMap<String, String>> = namespaces
+        .list(&params)
+        .await?
+        .items
+        .into_iter()
+        .map(|namespace| (namespace.name_any(), namespace.metadata.labels.unwrap_or_default()))
+        .collect();
+
+    let mut names: Vec<String> = match selection {
         NamespaceSelection::Names(names) => names.clone(),
-        NamespaceSelection::Selector(selector) => {
-            let namespaces: Api<Namespace> = Api::all(client.clone());
-            let list = namespaces.list(&ListParams::default().labels(selector)).await?;
-            list.items.iter().map(|namespace| namespace.name_any()).collect()
-        }
+        NamespaceSelection::Selector(_) => labels.keys().cloned().collect(),
     };
     names.sort();
     names.dedup();
-    Ok(names)
+    let selected = names
+        .into_iter()
+        .map(|name| SelectedNamespace { labels: labels.remove(&name).unwrap_or_default(), name })
+        .collect();
+    Ok(selected)
 }
 
 /// Lists the images of every workload in `namespace`.

@@ -25,6 +25,7 @@ pub struct Options {
     pub namespace_selector: String,
 
     /// Namespace of the controller: the approvals, state and report ConfigMaps and the Slack Secret live here.
+    /// Rollout never changes workloads in it.
     #[arg(long, env = "SCANNER_CONTROLLER_NAMESPACE", default_value = "image-patch-system")]
     pub controller_namespace: String,
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::configmap::{ConfigMapStore, Written};
 use crate::discovery::WorkloadId;
 use crate::notice::RolloutEntry;
+use crate::rollout::SkippedRollout;
 use crate::state::PatchKey;
 
 /// Name of the report ConfigMap.
@@ -129,6 +130,8 @@ pub struct Report {
     pub auto_approved: Vec<PatchKey>,
     /// Rollouts of this scan.
     pub rollouts: Vec<RolloutEntry>,
+    /// Workloads that rollout left unchanged because of their namespace.
+    pub rollouts_skipped: Vec<SkippedRollout>,
     /// The notice.
     pub notice: NoticeSummary,
     /// Other faults of this scan (state, approvals write), each retried by the next scan.
@@ -195,6 +198,9 @@ impl Report {
             };
             let _ = writeln!(table, "{}: {outcome}: {}", rollout.workload, rollout.changes.join("; "));
         }
+        for skipped in &self.rollouts_skipped {
+            let _ = writeln!(table, "rollout skipped: {}", skipped.describe());
+        }
         let _ = writeln!(table, "notice: {} message(s), {} patch(es) announced", self.notice.messages_sent, self.notice.announced.len());
         if let Some(error) = &self.notice.error {
             let _ = writeln!(table, "notice error: {error}");
@@ -252,6 +258,7 @@ mod tests {
             discovery_errors: BTreeMap::new(),
             auto_approved: Vec::new(),
             rollouts: Vec::new(),
+            rollouts_skipped: Vec::new(),
             notice: NoticeSummary::default(),
             errors: Vec::new(),
         }
@@ -265,6 +272,23 @@ mod tests {
         assert!(table.contains("mojaloop   DaemonSet  agent  agent      mojaloop/agent:v1.0.0  patch available  v1.0.0.3-patch"));
         assert!(table.contains("registry error: 127.0.0.1:1/x: HTTP 500"));
         assert!(table.contains("invalid approval skipped: approvals[1] (line 7): unknown key"));
+    }
+
+    #[test]
+    fn report_lists_skipped_rollouts() {
+        let mut report = report();
+        report.rollouts_skipped = vec![SkippedRollout {
+            workload: WorkloadId { namespace: "payments".into(), kind: WorkloadKind::Deployment, name: "quoting".into() },
+            changes: vec!["app: a:v1.0.0 → a:v1.0.0.1-patch".into()],
+            reason: crate::rollout::SkipReason::Audit,
+        }];
+
+        let table = report.to_table();
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+
+        assert!(table.contains("rollout skipped: payments/Deployment/quoting: not rolled out, because namespace payments is in audit mode"), "{table}");
+        assert_eq!(json["rolloutsSkipped"][0]["workload"]["namespace"], "payments");
+        assert_eq!(json["rolloutsSkipped"][0]["reason"], "audit");
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //!   webhook rewrites.
 //!
 //! Images pinned by digest are never changed, nor Jobs, whose pod template is immutable.
-//! Only workloads that discovery found, in opted-in namespaces, are ever planned.
+//! Only workloads that discovery found, in opted-in namespaces, are ever planned. Like the
+//! webhook, rollout leaves alone namespaces in audit mode, `kube-system` and the
+//! controller's own namespace ([`NamespaceFilter`]). Their workloads are reported as
+//! skipped ([`SkippedRollout`]) instead of changed.
 //!
 //! An approval with a `digest` is rolled out only after the registry confirmed that its
 //! patch tag serves that digest, because a container runtime pulls by digest and would
@@ -23,9 +26,10 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::discovery::{WorkloadId, WorkloadImage, WorkloadKind};
+use crate::discovery::{SelectedNamespace, WorkloadId, WorkloadImage, WorkloadKind};
 use crate::notice::RolloutEntry;
 use crate::options::RolloutMode;
 use crate::registry::{Credential, RegistryClient};
@@ -35,6 +39,12 @@ use crate::report::{Row, Status};
 pub const ROLLED_OUT_FROM_ANNOTATION: &str = "patches.mojaloop.io/rolled-out-from";
 /// Pod-template annotation that `restart` sets to the time of the restart.
 pub const RESTARTED_AT_ANNOTATION: &str = "patches.mojaloop.io/restartedAt";
+/// Namespace label whose value [`AUDIT_MODE`] makes the webhook only warn what it would rewrite.
+pub const MODE_LABEL: &str = "patches.mojaloop.io/mode";
+/// The value of [`MODE_LABEL`] for audit mode.
+pub const AUDIT_MODE: &str = "audit";
+/// The namespace that the webhook never patches, besides the controller's own.
+pub const KUBE_SYSTEM: &str = "kube-system";
 
 /// A container image change that rollout makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,10 +70,109 @@ pub struct PlannedRollout {
     pub changes: Vec<ContainerChange>,
 }
 
-// NOTE: the plan covers every opted-in namespace. It does not skip namespaces in audit mode,
-// `kube-system` or the controller's own, which only the webhook leaves out.
-/// Plans the changes that bring `images` to their approved patches.
-pub fn plan(images: &[WorkloadImage], approvals: &Approvals) -> Vec<PlannedRollout> {
+/// The reason that rollout leaves a namespace's workloads unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SkipReason {
+    /// The namespace is labelled `patches.mojaloop.io/mode=audit`, where the webhook only warns.
+    Audit,
+    /// `kube-system` or the controller's own namespace, where the webhook never rewrites.
+    Protected,
+}
+
+/// The namespaces where rollout changes nothing, because the webhook does not rewrite
+/// there either. The webhook configuration leaves them out of its enforcing webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceFilter {
+    protected: BTreeSet<String>,
+    audit: BTreeSet<String>,
+}
+
+impl NamespaceFilter {
+    /// Creates the filter from the scanned namespaces' labels and the controller's namespace.
+    pub fn new(namespaces: &[SelectedNamespace], controller_namespace: &str) -> Self {
+        let protected = BTreeSet::from([KUBE_SYSTEM.to_string(), controller_namespace.to_string()]);
+        let audit = namespaces
+            .iter()
+            .filter(|namespace| namespace.labels.get(MODE_LABEL).is_some_and(|mode| mode == AUDIT_MODE))
+            .map(|namespace| namespace.name.clone())
+            .collect();
+        Self { protected, audit }
+    }
+
+    /// Returns why rollout skips `namespace`, or `None` when it may change workloads there.
+    pub fn skip_reason(&self, namespace: &str) -> Option<SkipReason> {
+        if self.protected.contains(namespace) {
+            Some(SkipReason::Protected)
+        } else if self.audit.contains(namespace) {
+            Some(SkipReason::Audit)
+        } else {
+            None
+        }
+    }
+}
+
+/// A workload that needs changes but is not rolled out, because of its namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedRollout {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// `container: old image → new image`, one per container that rollout would change.
+    pub changes: Vec<String>,
+    /// The reason that rollout skips the namespace.
+    pub reason: SkipReason,
+}
+
+impl SkippedRollout {
+    /// Describes the skipped workload, the reason, and what the operator can do.
+    pub fn describe(&self) -> String {
+        let (workload, namespace) = (&self.workload, &self.workload.namespace);
+        let changes = self.changes.join("; ");
+        match self.reason {
+            SkipReason::Audit => format!(
+                "{workload}: not rolled out, because namespace {namespace} is in audit mode (label {MODE_LABEL}={AUDIT_MODE}): {changes}. Remove the label to have the next scan roll it out"
+            ),
+            SkipReason::Protected => format!(
+                "{workload}: not rolled out, because the webhook never patches namespace {namespace}: {changes}. Change the image in the workload's own manifest instead"
+            ),
+        }
+    }
+
+    /// Logs the skip with the workload's namespace, kind and name as fields. A protected
+    /// namespace is logged at warn, because only a mistaken label or `--namespace` selects it.
+    pub fn log(&self) {
+        let workload = &self.workload;
+        match self.reason {
+            SkipReason::Audit => tracing::info!(
+                namespace = %workload.namespace,
+                kind = %workload.kind,
+                name = %workload.name,
+                reason = "audit",
+                "rollout skipped because the namespace is in audit mode. Remove its label patches.mojaloop.io/mode=audit to roll out"
+            ),
+            SkipReason::Protected => tracing::warn!(
+                namespace = %workload.namespace,
+                kind = %workload.kind,
+                name = %workload.name,
+                reason = "protected",
+                "rollout skipped because the webhook never patches kube-system or the controller's namespace. Change the image in the workload's own manifest, or stop scanning the namespace"
+            ),
+        }
+    }
+}
+
+/// The outcome of [`plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The workloads to change.
+    pub rollouts: Vec<PlannedRollout>,
+    /// The workloads that need changes in namespaces that `filter` skips.
+    pub skipped: Vec<SkippedRollout>,
+}
+
+/// Plans the changes that bring `images` to their approved patches, and sets aside the
+/// workloads in the namespaces that `filter` skips.
+pub fn plan(images: &[WorkloadImage], approvals: &Approvals, filter: &NamespaceFilter) -> Plan {
     let mut planned: BTreeMap<WorkloadId, Vec<ContainerChange>> = BTreeMap::new();
     for image in images {
         if image.workload.kind == WorkloadKind::Job {
@@ -84,7 +193,16 @@ pub fn plan(images: &[WorkloadImage], approvals: &Approvals) -> Vec<PlannedRollo
             });
         }
     }
-    planned.into_iter().map(|(workload, changes)| PlannedRollout { workload, changes }).collect()
+
+    let mut plan = Plan { rollouts: Vec::new(), skipped: Vec::new() };
+    for (workload, changes) in planned {
+        let rollout = PlannedRollout { workload, changes };
+        match filter.skip_reason(&rollout.workload.namespace) {
+            Some(reason) => plan.skipped.push(SkippedRollout { changes: describe_changes(&rollout), workload: rollout.workload, reason }),
+            None => plan.rollouts.push(rollout),
+        }
+    }
+    plan
 }
 
 /// A digest-pinned approval that this scan does not roll out, because the registry serves
@@ -319,6 +437,88 @@ mod tests {
         Approvals::parse(APPROVALS).unwrap().0
     }
 
+    /// Returns a filter that skips only the protected namespaces, which hold no test image.
+    fn no_skipped_namespaces() -> NamespaceFilter {
+        NamespaceFilter::new(&[], "image-patch-system")
+    }
+
+    fn namespace(name: &str, labels: &[(&str, &str)]) -> SelectedNamespace {
+        let labels = labels.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+        SelectedNamespace { name: name.into(), labels }
+    }
+
+    fn image_in(namespace: &str, name: &str) -> WorkloadImage {
+        let mut image = image(WorkloadKind::Deployment, "app", false, "mojaloop/quoting-service:v10.4.0");
+        image.workload.namespace = namespace.into();
+        image.workload.name = name.into();
+        image
+    }
+
+    #[rstest::rstest]
+    #[case::opted_in("mojaloop", &[("patches.mojaloop.io/enabled", "true")], None)]
+    #[case::enforce_mode("mojaloop", &[("patches.mojaloop.io/mode", "enforce")], None)]
+    #[case::audit_mode("mojaloop", &[("patches.mojaloop.io/mode", "audit")], Some(SkipReason::Audit))]
+    #[case::kube_system("kube-system", &[], Some(SkipReason::Protected))]
+    #[case::controller_namespace("patch-controller", &[], Some(SkipReason::Protected))]
+    #[case::protected_in_audit("kube-system", &[("patches.mojaloop.io/mode", "audit")], Some(SkipReason::Protected))]
+    #[case::image_patch_system_not_controller("image-patch-system", &[], None)]
+    fn namespace_filter_reasons(#[case] name: &str, #[case] labels: &[(&str, &str)], #[case] expected: Option<SkipReason>) {
+        let filter = NamespaceFilter::new(&[namespace(name, labels)], "patch-controller");
+
+        assert_eq!(filter.skip_reason(name), expected);
+    }
+
+    #[test]
+    fn namespace_filter_unknown_namespace_rolls_out() {
+        let filter = NamespaceFilter::new(&[namespace("payments", &[("patches.mojaloop.io/mode", "audit")])], "image-patch-system");
+
+        assert_eq!(filter.skip_reason("mojaloop"), None);
+    }
+
+    #[test]
+    fn plan_skips_audit_and_protected_namespaces() {
+        let namespaces = [
+            namespace("mojaloop", &[("patches.mojaloop.io/enabled", "true")]),
+            namespace("payments", &[("patches.mojaloop.io/enabled", "true"), ("patches.mojaloop.io/mode", "audit")]),
+            namespace("kube-system", &[("patches.mojaloop.io/enabled", "true")]),
+            namespace("image-patch-system", &[("patches.mojaloop.io/enabled", "true")]),
+        ];
+        let filter = NamespaceFilter::new(&namespaces, "image-patch-system");
+        let images = vec![
+            image_in("mojaloop", "quoting"),
+            image_in("payments", "audited"),
+            image_in("kube-system", "system"),
+            image_in("image-patch-system", "own"),
+        ];
+
+        let plan = plan(&images, &approvals(), &filter);
+
+        let rolled_out: Vec<&str> = plan.rollouts.iter().map(|rollout| rollout.workload.name.as_str()).collect();
+        let skipped: Vec<(&str, SkipReason)> = plan.skipped.iter().map(|skipped| (skipped.workload.name.as_str(), skipped.reason)).collect();
+        assert_eq!(rolled_out, ["quoting"]);
+        assert_eq!(skipped, [("own", SkipReason::Protected), ("system", SkipReason::Protected), ("audited", SkipReason::Audit)]);
+        assert_eq!(plan.skipped[2].changes, ["app: mojaloop/quoting-service:v10.4.0 → mojaloop/quoting-service:v10.4.0.2-patch"]);
+    }
+
+    #[test]
+    fn skipped_rollout_names_namespace_and_remedy() {
+        let skipped = |namespace: &str, reason| SkippedRollout {
+            workload: WorkloadId { namespace: namespace.into(), kind: WorkloadKind::Deployment, name: "quoting".into() },
+            changes: vec!["app: a:v1.0.0 → a:v1.0.0.1-patch".into()],
+            reason,
+        };
+
+        let audit = skipped("payments", SkipReason::Audit).describe();
+        let protected = skipped("kube-system", SkipReason::Protected).describe();
+
+        assert!(audit.starts_with("payments/Deployment/quoting: not rolled out"), "{audit}");
+        assert!(audit.contains("namespace payments is in audit mode (label patches.mojaloop.io/mode=audit)"), "{audit}");
+        assert!(audit.contains("app: a:v1.0.0 → a:v1.0.0.1-patch"), "{audit}");
+        assert!(audit.contains("Remove the label"), "{audit}");
+        assert!(protected.contains("never patches namespace kube-system"), "{protected}");
+        assert!(protected.contains("workload's own manifest"), "{protected}");
+    }
+
     #[test]
     fn plan_rewrites_approved_and_skips_pinned_and_jobs() {
         let digest = format!("sha256:{}", "c".repeat(64));
@@ -331,7 +531,7 @@ mod tests {
             image(WorkloadKind::Pod, "other", false, "mojaloop/account-lookup-service:v10.4.0"),
         ];
 
-        let planned = plan(&images, &approvals());
+        let planned = plan(&images, &approvals(), &no_skipped_namespaces()).rollouts;
 
         assert_eq!(planned.len(), 1);
         assert_eq!(planned[0].workload.kind, WorkloadKind::Deployment);
@@ -369,7 +569,7 @@ mod tests {
             image(WorkloadKind::Deployment, "app", false, "mojaloop/quoting-service:v10.4.0"),
             image(WorkloadKind::Pod, "debug", false, "mojaloop/quoting-service:v10.4.0"),
         ];
-        let planned = plan(&images, &approvals());
+        let planned = plan(&images, &approvals(), &no_skipped_namespaces()).rollouts;
 
         let patch = preview(&planned, RolloutMode::Patch);
         let restart = preview(&planned, RolloutMode::Restart);
@@ -401,7 +601,7 @@ mod tests {
             image(WorkloadKind::Deployment, "quoting", false, "mojaloop/quoting-service:v10.4.0"),
             image(WorkloadKind::Deployment, "als", false, "mojaloop/als:v1.0.0"),
         ];
-        plan(&images, &approvals)
+        plan(&images, &approvals, &no_skipped_namespaces()).rollouts
     }
 
     #[test]
@@ -476,7 +676,7 @@ mod tests {
             page_size: 10,
         })
         .unwrap();
-        let planned = plan(&images, &approvals);
+        let planned = plan(&images, &approvals, &no_skipped_namespaces()).rollouts;
 
         let unconfirmed = check_approved_digests(&registry, &planned, &approvals, &HashMap::new()).await;
 

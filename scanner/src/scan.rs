@@ -36,6 +36,7 @@ use crate::notice::{EntryWorkload, Notice, PatchEntry};
 use crate::options::{Options, RolloutMode};
 use crate::registry::{Credential, RegistryClient, RegistryConfig, credentials};
 use crate::report::{self, NoticeSummary, Report, Row, Status};
+use crate::rollout::{NamespaceFilter, Plan};
 use crate::secret::Secret;
 use crate::slack::SlackClient;
 use crate::state::{PatchKey, StateStore};
@@ -98,7 +99,8 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
     } else {
         NamespaceSelection::Names(options.namespaces.clone())
     };
-    report.namespaces = discovery::select_namespaces(&client, &selection).await?;
+    let selected = discovery::select_namespaces(&client, &selection).await?;
+    report.namespaces = selected.iter().map(|namespace| namespace.name.clone()).collect();
     let mut images = Vec::new();
     for namespace in &report.namespaces {
         match discovery::discover_namespace(&client, namespace).await {
@@ -125,7 +127,10 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
     } else {
         BTreeMap::new()
     };
-    let (rows_rolled_out, unconfirmed) = roll_out(&client, &registry, &credentials, &classified, &approvals, options, &mut report).await;
+    let images: Vec<WorkloadImage> = classified.iter().map(|item| item.image.clone()).collect();
+    let filter = NamespaceFilter::new(&selected, controller_namespace);
+    let plan = crate::rollout::plan(&images, &approvals, &filter);
+    let (rows_rolled_out, unconfirmed) = roll_out(&client, &registry, &credentials, plan, &approvals, options, &mut report).await;
     report.rows = build_rows(&classified, &tags, &candidates, &unresolved, &approvals, &rows_rolled_out, options.dry_run);
     crate::rollout::mark_unconfirmed_rows(&mut report.rows, &unconfirmed, &approvals);
 
@@ -171,6 +176,7 @@ fn empty_report(cluster: &str, scanned_at: DateTime<Utc>, dry_run: bool) -> Repo
         discovery_errors: BTreeMap::new(),
         auto_approved: Vec::new(),
         rollouts: Vec::new(),
+        rollouts_skipped: Vec::new(),
         notice: NoticeSummary::default(),
         errors: Vec::new(),
     }
@@ -461,20 +467,20 @@ async fn auto_approve(
     }
 }
 
-/// Rolls out approved patches. Returns the rows (workload, container) that were changed
-/// and the digest-pinned approvals that the registry did not confirm, which are never
-/// rolled out. A dry run only plans, so the rows returned are those it would change.
+/// Rolls out the workloads of `plan`, and reports the workloads that it skips.
+/// Returns the rows (workload, container) that were changed and the digest-pinned
+/// approvals that the registry did not confirm, which are never rolled out. A dry run
+/// only plans, so the rows returned are those it would change.
 async fn roll_out(
     client: &kube::Client,
     registry: &RegistryClient,
     credentials: &HashMap<Repository, Vec<Credential>>,
-    classified: &[Classified],
+    plan: Plan,
     approvals: &Approvals,
     options: &Options,
     report: &mut Report,
 ) -> (BTreeSet<(crate::discovery::WorkloadId, String)>, Vec<crate::rollout::UnconfirmedApproval>) {
-    let images: Vec<WorkloadImage> = classified.iter().map(|item| item.image.clone()).collect();
-    let planned = crate::rollout::plan(&images, approvals);
+    let planned = plan.rollouts;
     // Checked in every mode: the webhook applies the same approvals at the next deploy.
     let unconfirmed = crate::rollout::check_approved_digests(registry, &planned, approvals, credentials).await;
     for approval in &unconfirmed {
@@ -483,6 +489,11 @@ async fn roll_out(
     if options.rollout == RolloutMode::Off {
         return (BTreeSet::new(), unconfirmed);
     }
+
+    for skipped in &plan.skipped {
+        skipped.log();
+    }
+    report.rollouts_skipped = plan.skipped;
     let planned = crate::rollout::without_unconfirmed(planned, &unconfirmed, options.rollout);
     report.rollouts = if options.dry_run {
         crate::rollout::preview(&planned, options.rollout)

@@ -471,3 +471,37 @@ async fn dry_run_reports_planned_rollout() {
     assert!(stack.config_map_data("image-patch-state", "state.json").await.is_none());
     assert!(stack.config_map_data("image-patch-report", "report.json").await.is_none());
 }
+
+#[tokio::test]
+async fn rollout_skips_audit_and_controller_namespaces() {
+    let stack = common::start(true).await;
+    let payments = "payments";
+    let labels = [("patches.mojaloop.io/enabled", "true"), ("patches.mojaloop.io/mode", "audit")];
+    stack.cluster.create_namespace(payments, &labels).await.unwrap();
+    // A controller namespace labelled by mistake: the webhook never patches it, whatever its labels.
+    let enabled = serde_json::json!({"metadata": {"labels": {"patches.mojaloop.io/enabled": "true"}}});
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(stack.admin.clone());
+    namespaces.patch(common::SYSTEM, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&enabled)).await.unwrap();
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    let repository = format!("{}/{QUOTING}", stack.proxy.address());
+    stack.set_approvals(&format!("approvals:\n  - image: {repository}\n    version: v10.4.0\n    patch: v10.4.0.1-patch\n")).await;
+    let running = stack.image(QUOTING, "v10.4.0");
+    stack.deployment(MOJALOOP, "quoting", &[("app", &running)], &[], &[]).await;
+    stack.deployment(payments, "audited", &[("app", &running)], &[], &[]).await;
+    stack.deployment(common::SYSTEM, "own", &[("app", &running)], &[], &[]).await;
+
+    let report = stack.scan(&["--rollout=patch"]).await.unwrap();
+
+    assert_eq!(report.namespaces, [common::SYSTEM, MOJALOOP, payments]);
+    assert_eq!(stack.deployment_images(MOJALOOP, "quoting").await["app"], format!("{repository}:v10.4.0.1-patch"));
+    assert_eq!(stack.deployment_images(payments, "audited").await["app"], running);
+    assert_eq!(stack.deployment_images(common::SYSTEM, "own").await["app"], running);
+    assert_eq!(row(&report, "Deployment", "quoting", "app").status, Status::RolledOut);
+    assert_eq!(row(&report, "Deployment", "audited", "app").status, Status::Approved);
+    let rolled_out: Vec<&str> = report.rollouts.iter().map(|entry| entry.workload.name.as_str()).collect();
+    assert_eq!(rolled_out, ["quoting"]);
+    let skipped: Vec<String> = report.rollouts_skipped.iter().map(|skipped| format!("{} {:?}", skipped.workload, skipped.reason)).collect();
+    assert_eq!(skipped, [format!("{}/Deployment/own Protected", common::SYSTEM), "payments/Deployment/audited Audit".to_string()]);
+    let table = stack.config_map_data("image-patch-report", "report.txt").await.unwrap();
+    assert!(table.contains("rollout skipped: payments/Deployment/audited: not rolled out, because namespace payments is in audit mode"), "{table}");
+}
