@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use common::{Approvals, Decision, Rewrite};
 use json_patch::jsonptr::PointerBuf;
@@ -26,6 +27,7 @@ use kube::core::admission::{META_API_VERSION_V1, META_KIND, Operation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::decisions::DecisionCache;
 use crate::images::{self, ImageField, ImageSlot, MetadataView, ObjectView, PodSpecLocation};
 use crate::metrics::Outcome;
 
@@ -244,9 +246,15 @@ impl Review {
     }
 }
 
-/// Reviews one request: finds its image fields, decides each under `approvals`, and builds
-/// the response. Never fails: a fault becomes an allowed, unchanged response with a warning.
-pub fn review(request: &ReviewRequest<'_>, approvals: &Approvals, mode: Mode) -> Review {
+/// Reviews one request: finds its image fields, decides each under `approvals` (through
+/// `decisions`), and builds the response. Never fails: a fault becomes an allowed,
+/// unchanged response with a warning.
+pub fn review(
+    request: &ReviewRequest<'_>,
+    approvals: &Arc<Approvals>,
+    decisions: &DecisionCache,
+    mode: Mode,
+) -> Review {
     let Some(object) = &request.object else {
         // DELETE and CONNECT carry no object to mutate.
         return Review::unchanged(request, Outcome::Unchanged, None);
@@ -257,7 +265,7 @@ pub fn review(request: &ReviewRequest<'_>, approvals: &Approvals, mode: Mode) ->
         return Review::unchanged(request, Outcome::UnknownKind, Some(warning));
     };
 
-    let rewrites = decide_images(request, object, location, approvals);
+    let rewrites = decide_images(request, object, location, approvals, decisions);
     if rewrites.is_empty() {
         return Review::unchanged(request, Outcome::Unchanged, None);
     }
@@ -318,7 +326,7 @@ struct ResponseOut<'r> {
 }
 
 /// Serializes the AdmissionReview that carries `response`.
-pub fn response_body(response: &Response) -> serde_json::Result<Vec<u8>> {
+pub fn response_body(response: Response) -> serde_json::Result<Vec<u8>> {
     let review = ReviewOut {
         api_version: META_API_VERSION_V1,
         kind: META_KIND,
@@ -327,7 +335,7 @@ pub fn response_body(response: &Response) -> serde_json::Result<Vec<u8>> {
             allowed: true,
             warnings: &response.warnings,
             patch_type: response.patch.as_ref().map(|_| "JSONPatch"),
-            patch: response.patch.clone().map(ByteString),
+            patch: response.patch.map(ByteString),
         },
     };
     serde_json::to_vec(&review)
@@ -339,7 +347,8 @@ fn decide_images(
     request: &ReviewRequest<'_>,
     object: &ObjectView<'_>,
     location: PodSpecLocation,
-    approvals: &Approvals,
+    approvals: &Arc<Approvals>,
+    decisions: &DecisionCache,
 ) -> Vec<ImageRewrite> {
     let Some(spec) = location.pod_spec(object) else {
         return Vec::new();
@@ -363,7 +372,7 @@ fn decide_images(
             continue;
         }
 
-        match common::decide(image, namespace, approvals) {
+        match decisions.decide(image, namespace, approvals) {
             Decision::Rewrite(rewrite) => rewrites.push(ImageRewrite {
                 field: slot.to_field(location.spec),
                 rewrite,
@@ -652,7 +661,7 @@ mod tests {
             patch: Some(serde_json::to_vec(&patch).unwrap()),
         };
 
-        let body: Value = serde_json::from_slice(&response_body(&response).unwrap()).unwrap();
+        let body: Value = serde_json::from_slice(&response_body(response).unwrap()).unwrap();
 
         assert_eq!(
             body,
@@ -678,7 +687,7 @@ mod tests {
             patch: None,
         };
 
-        let body: Value = serde_json::from_slice(&response_body(&response).unwrap()).unwrap();
+        let body: Value = serde_json::from_slice(&response_body(response).unwrap()).unwrap();
 
         assert_eq!(body["response"], json!({"uid": "u-2", "allowed": true}));
     }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   kube-apiserver ──HTTPS──► server (TLS, tls::CertificateResolver reloads the files)
-//!                               └─► routes::router ──► admission::review ──► common::decide
+//!                               └─► routes::router ──► admission::review ──► decisions ──► common::decide
 //!                                                          ▲
 //!   ConfigMap / --approvals-file ──► store::ApprovalsStore ┘      metrics::Metrics on /metrics
 //! ```
@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod app;
+pub mod decisions;
 pub mod images;
 pub mod metrics;
 pub mod options;

@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use futures::StreamExt;
 
 use crate::admission::{self, ImageRewrite, Mode, Review};
+use crate::decisions::DecisionCache;
 use crate::metrics::{Metrics, Outcome};
 use crate::store::ApprovalsStore;
 
@@ -42,6 +43,8 @@ impl Default for Limits {
 pub struct AppState {
     /// The approvals in force.
     pub store: Arc<ApprovalsStore>,
+    /// Decisions already taken under the approvals in force.
+    pub decisions: Arc<DecisionCache>,
     /// The app's metrics.
     pub metrics: Arc<Metrics>,
     /// Bounds on one admission request.
@@ -59,6 +62,7 @@ impl AppState {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self {
             store: Arc::new(ApprovalsStore::new(metrics.clone())),
+            decisions: Arc::new(DecisionCache::new()),
             metrics,
             limits: Limits::default(),
             mode: Mode::Enforce,
@@ -158,7 +162,7 @@ async fn handle_review(state: AppState, path_mode: Mode, body: Body) -> Response
         let approvals = state.store.load();
         // Every profile unwinds on panic, so a bug in a review admits the object unchanged.
         catch_unwind(AssertUnwindSafe(|| {
-            admission::review(&request, &approvals, mode)
+            admission::review(&request, &approvals, &state.decisions, mode)
         }))
         // The error line below names the fault for this and every other internal error.
         .unwrap_or_else(|_| Review::internal_error(&request, "panic while reviewing"))
@@ -207,7 +211,7 @@ async fn handle_review(state: AppState, path_mode: Mode, body: Body) -> Response
         .duration
         .observe(started.elapsed().as_secs_f64());
 
-    match admission::response_body(&review.response) {
+    match admission::response_body(review.response) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(error) => {
             tracing::error!(%error, uid = %request.uid, "cannot serialize the AdmissionReview response");

@@ -677,3 +677,24 @@ async fn stalled_body_times_out() {
         "request body not received within 3s"
     );
 }
+
+/// The webhook reuses decisions between requests, so an edit of the approvals must still
+/// reach the very next request: first a rewrite, then none once the approval is withdrawn,
+/// then the rewrite again once it is restored.
+#[tokio::test]
+async fn approvals_edit_reaches_next_request() {
+    let state = state_with(APPROVALS);
+    let router = routes::router(state.clone());
+    let review = review("deployment");
+    let withdrawn = "approvals: []\n";
+
+    let approved = mutate(&router, &review).await;
+    state.store.apply_document(withdrawn, "test").unwrap();
+    let after_withdrawal = mutate(&router, &review).await;
+    state.store.apply_document(APPROVALS, "test").unwrap();
+    let restored = mutate(&router, &review).await;
+
+    assert_eq!(image_of(&apply(&review, &approved), "deployment", "containers", "app"), PATCHED);
+    assert!(after_withdrawal.get("patch").is_none(), "patch: {after_withdrawal}");
+    assert_eq!(image_of(&apply(&review, &restored), "deployment", "containers", "app"), PATCHED);
+}
