@@ -4,7 +4,9 @@
 Usage: summarize_webhook.py OUT_DIR ROUNDS SECONDS QUICK
 
 Throughput is wrk's flat-out rate. The headline ratio is the median webhook rate over the
-median baseline rate, and each round's own ratio shows the spread. Latency is from
+median baseline rate, and each round's own ratio shows the spread. The parse-only server
+(the baseline that also parses each request with the webhook's parser) gets the same
+ratio, to show how much of the gap reading the request accounts for. Latency is from
 bench-rate at 1,000 requests a second. Memory is the largest VmRSS sampled under load and
 the VmHWM at the end of the step. Targets are reported as met or missed, never enforced.
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 TARGET_RATIO = 0.80
 TARGET_P99_MS = 2.0
 TARGET_RSS_MIB = 30.0
+KINDS = ("baseline", "parse-only", "webhook")
 
 
 def read_step(out: Path, round_number: int, kind: str) -> dict:
@@ -40,7 +43,7 @@ def spread(values: list) -> dict:
 
 def main() -> None:
     out, rounds, seconds, quick = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
-    steps = {kind: [read_step(out, number, kind) for number in range(1, rounds + 1)] for kind in ("baseline", "webhook")}
+    steps = {kind: [read_step(out, number, kind) for number in range(1, rounds + 1)] for kind in KINDS}
     machine = dict(line.split("=", 1) for line in (out / "machine.txt").read_text().splitlines() if "=" in line)
     fixtures = json.loads((out / "fixtures.json").read_text())
 
@@ -58,9 +61,11 @@ def main() -> None:
             "hwm_mib": max(run["hwm_mib"] or 0 for run in runs),
         }
 
-    baseline, webhook = figures("baseline"), figures("webhook")
+    baseline, parse_only, webhook = (figures(kind) for kind in KINDS)
     ratio = webhook["throughput_rps"]["median"] / baseline["throughput_rps"]["median"]
     round_ratios = [w["wrk"]["rate"] / b["wrk"]["rate"] for b, w in zip(steps["baseline"], steps["webhook"])]
+    parse_ratio = parse_only["throughput_rps"]["median"] / baseline["throughput_rps"]["median"]
+    parse_round_ratios = [p["wrk"]["rate"] / b["wrk"]["rate"] for b, p in zip(steps["baseline"], steps["parse-only"])]
     targets = {
         "throughput_ratio_at_least_0.80": ratio >= TARGET_RATIO,
         "p99_under_2ms_at_1000rps": webhook["p99_ms"]["max"] < TARGET_P99_MS,
@@ -73,9 +78,12 @@ def main() -> None:
         "machine": machine,
         "fixtures": fixtures,
         "baseline": baseline,
+        "parse_only": parse_only,
         "webhook": webhook,
         "throughput_ratio": ratio,
         "round_ratios": round_ratios,
+        "parse_only_ratio": parse_ratio,
+        "parse_only_round_ratios": parse_round_ratios,
         "targets_met": targets,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -85,24 +93,31 @@ def main() -> None:
             return f"{figure['median']:.{digits}f}"
         return f"{figure['median']:.{digits}f} ({figure['min']:.{digits}f}–{figure['max']:.{digits}f})"
 
+    columns = (baseline, parse_only, webhook)
+
+    def row(name: str, render) -> tuple:
+        return (name, *(render(column) for column in columns))
+
     rows = [
-        ("throughput, wrk flat out (req/s)", cell(baseline["throughput_rps"], 0), cell(webhook["throughput_rps"], 0)),
-        ("p50 at 1,000 req/s (ms)", cell(baseline["p50_ms"], 3), cell(webhook["p50_ms"], 3)),
-        ("p99 at 1,000 req/s (ms)", cell(baseline["p99_ms"], 3), cell(webhook["p99_ms"], 3)),
-        ("p99.9 at 1,000 req/s (ms)", cell(baseline["p999_ms"], 3), cell(webhook["p999_ms"], 3)),
-        ("max VmRSS under load (MiB)", f"{baseline['max_rss_mib']:.1f}", f"{webhook['max_rss_mib']:.1f}"),
-        ("VmHWM at the end (MiB)", f"{baseline['hwm_mib']:.1f}", f"{webhook['hwm_mib']:.1f}"),
-        ("failed requests", str(baseline["wrk_errors"] + baseline["rate_errors"]), str(webhook["wrk_errors"] + webhook["rate_errors"])),
+        row("throughput, wrk flat out (req/s)", lambda c: cell(c["throughput_rps"], 0)),
+        row("p50 at 1,000 req/s (ms)", lambda c: cell(c["p50_ms"], 3)),
+        row("p99 at 1,000 req/s (ms)", lambda c: cell(c["p99_ms"], 3)),
+        row("p99.9 at 1,000 req/s (ms)", lambda c: cell(c["p999_ms"], 3)),
+        row("max VmRSS under load (MiB)", lambda c: f"{c['max_rss_mib']:.1f}"),
+        row("VmHWM at the end (MiB)", lambda c: f"{c['hwm_mib']:.1f}"),
+        row("failed requests", lambda c: str(c["wrk_errors"] + c["rate_errors"])),
     ]
     lines = [
         f"Webhook benchmark: {rounds} round(s) of {seconds} s a step" + (" (quick mode: figures are not meaningful)" if quick else ""),
         "",
-        "| figure | baseline | webhook |",
-        "| --- | --- | --- |",
-        *(f"| {name} | {left} | {right} |" for name, left, right in rows),
+        "| figure | baseline | parse-only | webhook |",
+        "| --- | --- | --- | --- |",
+        *("| " + " | ".join(cells) + " |" for cells in rows),
         "",
         f"Throughput ratio (median webhook / median baseline): {ratio:.2f}; per round: "
         + ", ".join(f"{value:.2f}" for value in round_ratios),
+        f"Parse-only ratio (median parse-only / median baseline): {parse_ratio:.2f}; per round: "
+        + ", ".join(f"{value:.2f}" for value in parse_round_ratios),
         "Targets: " + ", ".join(f"{name} {'met' if met else 'MISSED'}" for name, met in targets.items()),
     ]
     (out / "summary.md").write_text("\n".join(lines) + "\n")

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Webhook benchmark: the release webhook and a baseline server (axum and rustls, fixed
-# response, no parsing) on the same loopback port and TLS settings, loaded in turn.
+# response, no parsing) on the same loopback port and TLS settings, loaded in turn. A third
+# server, the baseline that also parses each request with the webhook's parser, shows what
+# reading the request costs on its own.
 #
 #   benches/webhook.sh [--quick] [--rounds N] [--seconds S]
 #
-# Each round starts the baseline, then the webhook, one at a time on core 0, and loads
-# each from core 1: `wrk` flat out for the throughput ratio, then `bench-rate` at 1,000
-# requests a second for latency. Resident memory is sampled from /proc while loaded.
+# Each round starts the baseline, the parse-only server, then the webhook, one at a time on
+# core 0, and loads each from core 1: `wrk` flat out for the throughput ratio, then
+# `bench-rate` at 1,000 requests a second for latency. Resident memory is sampled from /proc while loaded.
 # Results go to target/bench/webhook/ (summary.json, a table in summary.md, raw logs).
 # --quick runs one round of about 2 s a step and fails only when a step did not run,
 # never on a figure.
@@ -62,8 +64,10 @@ start_server() {
       --tls-cert "$out/tls.crt" --tls-key "$out/tls.key" --approvals-file "$out/approvals.yaml" \
       --log-format json >"$log" 2>&1 &
   else
+    local parse=()
+    [[ "$kind" == parse-only ]] && parse=(--parse)
     taskset -c "$server_cpus" "$bin/bench-baseline" --listen "$address" \
-      --tls-cert "$out/tls.crt" --tls-key "$out/tls.key" >"$log" 2>&1 &
+      --tls-cert "$out/tls.crt" --tls-key "$out/tls.key" "${parse[@]}" >"$log" 2>&1 &
   fi
   server_pid=$!
   local probe="/mutate"
@@ -137,6 +141,7 @@ run_step() {
 
 for round in $(seq "$rounds"); do
   run_step "$round" baseline
+  run_step "$round" parse-only
   run_step "$round" webhook
 done
 

@@ -4,6 +4,10 @@
 //! `POST /mutate`. It reads each body whole but never parses it, so the difference
 //! between the two servers is the webhook's own work: parsing, deciding, patching,
 //! logging and metrics.
+//!
+//! With `--parse` it also reads each body with the webhook's request parser
+//! ([`webhook::admission::parse_review`]) before it answers. That server shows how much of
+//! the webhook's cost is reading the request at all, apart from what it does with it.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -14,7 +18,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::header;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use clap::Parser;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -36,6 +41,9 @@ struct Options {
     /// PEM private key.
     #[arg(long)]
     tls_key: PathBuf,
+    /// Parse each body as the webhook does before answering.
+    #[arg(long)]
+    parse: bool,
 }
 
 const ANSWER: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"00000000-0000-4000-8000-000000000000","allowed":true}}"#;
@@ -44,6 +52,17 @@ async fn mutate(body: Bytes) -> ([(header::HeaderName, &'static str); 1], &'stat
     // The body is read to the end, as the webhook must, and dropped unparsed.
     drop(body);
     ([(header::CONTENT_TYPE, "application/json")], ANSWER)
+}
+
+async fn parse_then_answer(body: Bytes) -> Response {
+    match webhook::admission::parse_review(&body) {
+        Ok(request) => {
+            // The parsed request must not be optimized away unread.
+            std::hint::black_box(&request);
+            ([(header::CONTENT_TYPE, "application/json")], ANSWER).into_response()
+        }
+        Err(error) => (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    }
 }
 
 fn tls_config(options: &Options) -> anyhow::Result<ServerConfig> {
@@ -68,7 +87,11 @@ fn tls_config(options: &Options) -> anyhow::Result<ServerConfig> {
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&options)?));
-    let router = Router::new().route("/mutate", post(mutate));
+    let router = if options.parse {
+        Router::new().route("/mutate", post(parse_then_answer))
+    } else {
+        Router::new().route("/mutate", post(mutate))
+    };
     let listener = TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
