@@ -1,14 +1,16 @@
 //! Prometheus metrics in a registry owned by the app, served on `/metrics`.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Outcome of an admission review.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+/// Outcome of an admission review. Its label value is the variant's name in snake case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// Allowed with a JSONPatch that rewrites at least one image.
     Patched,
@@ -22,6 +24,29 @@ pub enum Outcome {
     Error,
     /// Rejected with HTTP 400 or 413: not a usable AdmissionReview.
     Invalid,
+}
+
+impl Outcome {
+    /// Returns the label value: `patched`, `audited`, `unchanged`, `unknown_kind`, `error`
+    /// or `invalid`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Patched => "patched",
+            Self::Audited => "audited",
+            Self::Unchanged => "unchanged",
+            Self::UnknownKind => "unknown_kind",
+            Self::Error => "error",
+            Self::Invalid => "invalid",
+        }
+    }
+}
+
+// Label values are written in snake case, as Prometheus conventions expect and as the
+// other labels (`mode`, `outcome` of certificate reloads) already are.
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
 }
 
 /// Labels of the request counter.
@@ -44,13 +69,23 @@ pub struct RewriteLabels {
     pub mode: String,
 }
 
-/// Part of the approvals document that was invalid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+/// Part of the approvals document that was invalid. Its label value is `document` or `entry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConfigErrorKind {
     /// The whole document was unusable; the last good approvals stay in force.
     Document,
     /// One entry was invalid and skipped.
     Entry,
+}
+
+impl EncodeLabelValue for ConfigErrorKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        let value = match self {
+            Self::Document => "document",
+            Self::Entry => "entry",
+        };
+        encoder.write_str(value)
+    }
 }
 
 /// Labels of the config error counter.

@@ -33,7 +33,7 @@ pub struct Options {
     pub tls_key: PathBuf,
 
     /// How often the certificate and key files are checked for changes (`5s`, `500ms`).
-    #[arg(long, env = "WEBHOOK_TLS_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "WEBHOOK_TLS_POLL_INTERVAL", default_value = "5s", value_parser = parse_interval)]
     pub tls_poll_interval: Duration,
 
     /// Read approvals from this file instead of the ConfigMap, for local runs and benchmarks.
@@ -41,7 +41,7 @@ pub struct Options {
     pub approvals_file: Option<PathBuf>,
 
     /// How often the approvals file is checked for changes.
-    #[arg(long, env = "WEBHOOK_APPROVALS_POLL_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "WEBHOOK_APPROVALS_POLL_INTERVAL", default_value = "2s", value_parser = parse_interval)]
     pub approvals_poll_interval: Duration,
 
     /// Namespace of the approvals ConfigMap: the webhook's own.
@@ -52,12 +52,13 @@ pub struct Options {
     #[arg(long, env = "WEBHOOK_MODE", value_enum, default_value_t = Mode::Enforce)]
     pub mode: Mode,
 
-    /// Largest accepted AdmissionReview body, in bytes.
-    #[arg(long, env = "WEBHOOK_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    /// Largest accepted AdmissionReview body, in bytes (at least 65536).
+    #[arg(long, env = "WEBHOOK_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = parse_max_body_bytes)]
     pub max_body_bytes: usize,
 
-    /// Time allowed to receive a request; keep it below the webhook timeout of 5 s.
-    #[arg(long, env = "WEBHOOK_REQUEST_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    /// Time allowed to receive a request, from 1ms to 30s. Keep it below the
+    /// `timeoutSeconds` of the MutatingWebhookConfiguration (5 s in the manifests).
+    #[arg(long, env = "WEBHOOK_REQUEST_TIMEOUT", default_value = "3s", value_parser = parse_request_timeout)]
     pub request_timeout: Duration,
 
     /// Time between SIGTERM and closing the listener, while `/readyz` fails, so that the
@@ -100,6 +101,47 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parses a polling interval: a duration above zero, because a timer of zero panics.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text)?;
+    if interval.is_zero() {
+        return Err(format!("{text:?} is zero; write an interval such as 500ms or 5s"));
+    }
+    Ok(interval)
+}
+
+/// The API server waits at most 30 s for a webhook (`timeoutSeconds` is 1 to 30), so a
+/// longer request timeout could never be used.
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Parses the request timeout: above zero and at most 30 s.
+pub fn parse_request_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text)?;
+    if timeout.is_zero() || timeout > MAX_REQUEST_TIMEOUT {
+        return Err(format!(
+            "{text:?} is outside 1ms to 30s; write a time below the webhook configuration's timeoutSeconds, such as 3s"
+        ));
+    }
+    Ok(timeout)
+}
+
+/// The smallest body limit accepted. An AdmissionReview of a small Pod is a few KiB, so a
+/// lower limit would reject most reviews with HTTP 413 and rewrite nothing.
+const MIN_BODY_BYTES: usize = 64 * 1024;
+
+/// Parses the body limit in bytes: at least 64 KiB.
+pub fn parse_max_body_bytes(text: &str) -> Result<usize, String> {
+    let bytes: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of bytes, such as 4194304"))?;
+    if bytes < MIN_BODY_BYTES {
+        return Err(format!(
+            "{bytes} bytes is below {MIN_BODY_BYTES}; most reviews would be rejected. Keep the default of 4194304 unless the cluster sends larger objects"
+        ));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +158,40 @@ mod tests {
     #[case("5h", None)]
     fn duration_parsing(#[case] text: &str, #[case] expected: Option<Duration>) {
         assert_eq!(parse_duration(text).ok(), expected);
+    }
+
+    #[rstest]
+    #[case::zero_tls_poll(&["--tls-poll-interval", "0s"], "is zero")]
+    #[case::zero_approvals_poll(&["--approvals-poll-interval", "0ms"], "is zero")]
+    #[case::zero_request_timeout(&["--request-timeout", "0s"], "outside 1ms to 30s")]
+    #[case::long_request_timeout(&["--request-timeout", "31s"], "outside 1ms to 30s")]
+    #[case::zero_body(&["--max-body-bytes", "0"], "below 65536")]
+    #[case::text_body(&["--max-body-bytes", "4MiB"], "not a whole number of bytes")]
+    fn unusable_values_rejected(#[case] arguments: &[&str], #[case] message: &str) {
+        let command_line = std::iter::once("image-patch-webhook").chain(arguments.iter().copied());
+
+        let error = Options::try_parse_from(command_line).unwrap_err().to_string();
+
+        assert!(error.contains(message), "{error}");
+        assert!(error.contains(arguments[0]), "{error}");
+    }
+
+    #[test]
+    fn limits_at_their_bounds_accepted() {
+        let options = Options::try_parse_from([
+            "image-patch-webhook",
+            "--request-timeout",
+            "30s",
+            "--max-body-bytes",
+            "65536",
+            "--approvals-poll-interval",
+            "1ms",
+        ])
+        .unwrap();
+
+        assert_eq!(options.request_timeout, Duration::from_secs(30));
+        assert_eq!(options.max_body_bytes, 65536);
+        assert_eq!(options.approvals_poll_interval, Duration::from_millis(1));
     }
 
     #[test]

@@ -78,7 +78,7 @@ impl ApprovalsStore {
         let (approvals, entry_errors) = match Approvals::parse(document) {
             Ok(parsed) => parsed,
             Err(error) => {
-                tracing::warn!(%error, source, "approvals document rejected; the last good approvals stay in force");
+                tracing::warn!(%error, source, next = self.fallback(), "approvals document rejected");
                 self.metrics
                     .count_config_errors(ConfigErrorKind::Document, 1);
                 return Err(error);
@@ -123,6 +123,16 @@ impl ApprovalsStore {
                 withdrawn,
                 "approvals document removed; every approval is withdrawn and no image is rewritten"
             );
+        }
+    }
+
+    /// Says what stays in force after a document could not be used: the last good
+    /// approvals, or nothing yet, in which case the webhook is not ready.
+    fn fallback(&self) -> &'static str {
+        if self.is_loaded() {
+            "the last good approvals stay in force"
+        } else {
+            "no approvals were loaded yet, so the webhook stays unready until a valid document is read"
         }
     }
 
@@ -177,7 +187,8 @@ impl ApprovalsStore {
                 tracing::warn!(
                     source,
                     key = CONFIGMAP_KEY,
-                    "approvals ConfigMap has no such key; the last good approvals stay in force"
+                    next = self.fallback(),
+                    "approvals ConfigMap has no such key"
                 );
                 self.metrics
                     .count_config_errors(ConfigErrorKind::Document, 1);
@@ -203,7 +214,7 @@ impl ApprovalsStore {
                 }
                 Err(error) => {
                     if !read_failing {
-                        tracing::warn!(%error, source, "cannot read approvals file; the last good approvals stay in force");
+                        tracing::warn!(%error, source, next = self.fallback(), "cannot read approvals file");
                         read_failing = true;
                     }
                     continue;
@@ -217,7 +228,7 @@ impl ApprovalsStore {
                     let _ = self.apply_document(document, &source);
                 }
                 Err(error) => {
-                    tracing::warn!(%error, source, "approvals file is not UTF-8; the last good approvals stay in force");
+                    tracing::warn!(%error, source, next = self.fallback(), "approvals file is not UTF-8");
                     self.metrics
                         .count_config_errors(ConfigErrorKind::Document, 1);
                 }

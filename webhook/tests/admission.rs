@@ -418,7 +418,7 @@ async fn dry_run_gets_same_response() {
     assert_eq!(real["warnings"], dry["warnings"]);
     let metrics = state.metrics.encode();
     assert!(
-        metrics.contains(r#"kind="Deployment",outcome="Patched",dry_run="true""#),
+        metrics.contains(r#"kind="Deployment",outcome="patched",dry_run="true""#),
         "{metrics}"
     );
 }
@@ -559,7 +559,7 @@ async fn oversized_body_is_rejected() {
         String::from_utf8(answer).unwrap(),
         "request body exceeds 65536 bytes"
     );
-    assert!(state.metrics.encode().contains(r#"outcome="Invalid""#));
+    assert!(state.metrics.encode().contains(r#"outcome="invalid""#));
 }
 
 #[tokio::test]
@@ -596,7 +596,7 @@ async fn metrics_count_requests_and_rewrites() {
 
     let text = state.metrics.encode();
 
-    assert!(text.contains(r#"image_patch_webhook_admission_requests_total{kind="Deployment",outcome="Patched",dry_run="false"} 1"#), "{text}");
+    assert!(text.contains(r#"image_patch_webhook_admission_requests_total{kind="Deployment",outcome="patched",dry_run="false"} 1"#), "{text}");
     assert!(
         text.contains(r#"image_patch_webhook_image_rewrites_total{kind="Job",mode="enforce"} 1"#),
         "{text}"

@@ -56,7 +56,7 @@ async fn file_edits_applied_and_garbage_ignored() {
     wait_for("document error", || {
         metrics
             .encode()
-            .contains(r#"approvals_config_errors_total{kind="Document"} 1"#)
+            .contains(r#"approvals_config_errors_total{kind="document"} 1"#)
     })
     .await;
     assert_eq!(
@@ -98,7 +98,7 @@ async fn invalid_entry_skipped_and_counted() {
     assert!(
         metrics
             .encode()
-            .contains(r#"approvals_config_errors_total{kind="Entry"} 1"#),
+            .contains(r#"approvals_config_errors_total{kind="entry"} 1"#),
         "{}",
         metrics.encode()
     );
