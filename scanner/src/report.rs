@@ -36,13 +36,15 @@ pub enum Status {
     /// A dry run found that rollout would change the workload to the approved patch.
     #[serde(rename = "would roll out")]
     WouldRollOut,
-    /// The image is pinned by digest.
+    /// The image is pinned by a digest, with no patch-versioned tag beside it, so it is never rewritten.
     #[serde(rename = "pinned by digest")]
     PinnedByDigest,
     /// The tag is outside the repository's versioning scheme (or the reference is invalid).
     #[serde(rename = "not a patch-versioned tag")]
     NotPatchVersioned,
-    /// The registry gave no complete tag list, or no manifest digest for the newest patch: the state is unknown.
+    /// The registry gave no complete tag list, or no manifest digest for the newest patch, so the
+    /// state is unknown. Also the status of an image whose approval the registry does not
+    /// confirm (a missing patch tag, or another digest), which rollout leaves unchanged.
     #[serde(rename = "registry error")]
     RegistryError,
 }

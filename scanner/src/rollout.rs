@@ -9,19 +9,26 @@
 //!   StatefulSets and DaemonSets, so that their controllers create new pods, which the
 //!   webhook rewrites.
 //!
-//! Images pinned by digest are never changed, nor Jobs, whose pod template is immutable.
+//! An image pinned by a digest alone is never changed, because `decide` keeps it. An image
+//! with a tag and a digest is changed like the webhook changes it: to the approved tag
+//! with the approval's digest, or with no digest when the approval has none. Jobs are
+//! never changed, because their pod template is immutable.
 //! Only workloads that discovery found, in opted-in namespaces, are ever planned. Like the
 //! webhook, rollout leaves alone namespaces in audit mode, `kube-system` and the
 //! controller's own namespace ([`NamespaceFilter`]). Their workloads are reported as
 //! skipped ([`SkippedRollout`]) instead of changed.
 //!
-//! An approval with a `digest` is rolled out only after the registry confirmed that its
-//! patch tag serves that digest, because a container runtime pulls by digest and would
-//! otherwise run whatever image the digest names ([`check_approved_digests`]).
+//! An approval is rolled out only after the registry confirmed it ([`check_approvals`]).
+//! The repository's tag list, which the scan reads once, must contain the patch tag.
+//! An approval with a `digest` must also get that digest when its patch tag is resolved,
+//! because a container runtime pulls by digest and would otherwise run whatever image
+//! the digest names. The webhook cannot check either, because it never calls a registry,
+//! so it still rewrites to an unconfirmed approval at the next deploy.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
-use common::{Approvals, Decision, ImageRef, Repository};
+use common::{Approval, Approvals, Decision, Repository};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Pod;
@@ -178,11 +185,6 @@ pub fn plan(images: &[WorkloadImage], approvals: &Approvals, filter: &NamespaceF
         if image.workload.kind == WorkloadKind::Job {
             continue;
         }
-        // A digest pins the exact image, so even a tag that comes with it stays.
-        let pinned = ImageRef::parse(&image.image).map_or(true, |reference| reference.digest.is_some());
-        if pinned {
-            continue;
-        }
         if let Decision::Rewrite(rewrite) = common::decide(&image.image, &image.workload.namespace, approvals) {
             planned.entry(image.workload.clone()).or_default().push(ContainerChange {
                 container: image.container.clone(),
@@ -205,8 +207,31 @@ pub fn plan(images: &[WorkloadImage], approvals: &Approvals, filter: &NamespaceF
     plan
 }
 
-/// A digest-pinned approval that this scan does not roll out, because the registry serves
-/// another digest for its patch tag or the digest could not be resolved.
+/// The reason that the registry does not confirm an approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unconfirmed {
+    /// The repository's tag list does not contain the approved patch tag.
+    MissingTag,
+    /// The repository's tag list could not be read, so the patch tag may not exist.
+    TagListUnavailable,
+    /// The registry serves another digest for the patch tag.
+    DigestMismatch {
+        /// The approval's `digest`.
+        approved: String,
+        /// The digest that the registry serves for the patch tag.
+        served: String,
+    },
+    /// The digest of the patch tag could not be resolved.
+    DigestUnresolved {
+        /// The approval's `digest`.
+        approved: String,
+        /// The lookup error.
+        error: String,
+    },
+}
+
+/// An approval that this scan does not roll out, because the registry does not confirm
+/// that it serves the approved patch tag (and digest).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnconfirmedApproval {
     /// The approval's index in the `approvals` list.
@@ -215,10 +240,8 @@ pub struct UnconfirmedApproval {
     pub repository: Repository,
     /// The approved patch tag.
     pub patch: String,
-    /// The approval's `digest`.
-    pub approved_digest: String,
-    /// The digest that the registry serves for the patch tag, or the lookup error.
-    pub served: Result<String, String>,
+    /// The reason.
+    pub reason: Unconfirmed,
 }
 
 impl UnconfirmedApproval {
@@ -227,65 +250,101 @@ impl UnconfirmedApproval {
         format!("{}:{}", self.repository, self.patch)
     }
 
-    /// Describes why the approval is unconfirmed, naming both digests.
+    /// Describes why the approval is unconfirmed and what the operator can do.
     pub fn describe(&self) -> String {
-        let (index, repository, patch, approved) = (self.index, &self.repository, &self.patch, &self.approved_digest);
-        match &self.served {
-            Ok(served) => format!(
+        let (index, repository, patch) = (self.index, &self.repository, &self.patch);
+        match &self.reason {
+            Unconfirmed::MissingTag => format!(
+                "approvals[{index}] ({repository}:{patch}): the registry has no tag {patch}, so the approval is not rolled out. The webhook still rewrites to it at the next deploy. Correct the approval's patch tag or push the image"
+            ),
+            Unconfirmed::TagListUnavailable => format!(
+                "approvals[{index}] ({repository}:{patch}): cannot check that the registry has tag {patch}, because the repository's tag list could not be read. The approval is not rolled out, and the next scan checks it again"
+            ),
+            Unconfirmed::DigestMismatch { approved, served } => format!(
                 "approvals[{index}] ({repository}:{patch}): approved digest {approved} does not match the registry's digest {served}; the approval is not rolled out until its digest is corrected"
             ),
-            Err(error) => format!(
+            Unconfirmed::DigestUnresolved { approved, error } => format!(
                 "approvals[{index}] ({repository}:{patch}): cannot verify the approved digest {approved}: {error}; the approval is not rolled out, and the next scan checks it again"
+            ),
+        }
+    }
+
+    /// Logs the approval with its index, repository and patch tag as fields.
+    fn log(&self) {
+        let (approval, repository, tag) = (self.index, &self.repository, &self.patch);
+        match &self.reason {
+            Unconfirmed::MissingTag => tracing::error!(
+                approval,
+                repository = %repository,
+                tag = %tag,
+                "the registry has no such patch tag, so the approval is not rolled out, but the webhook rewrites to it at the next deploy. Correct the approval's patch tag or push the image"
+            ),
+            Unconfirmed::TagListUnavailable => tracing::warn!(
+                approval,
+                repository = %repository,
+                tag = %tag,
+                "cannot check that the approved patch tag exists, because the repository's tag list could not be read. The approval is not rolled out and is left for the next scan"
+            ),
+            Unconfirmed::DigestMismatch { approved, served } => tracing::error!(
+                approval,
+                repository = %repository,
+                tag = %tag,
+                approved_digest = %approved,
+                registry_digest = %served,
+                "the approval's digest does not match the digest the registry serves for its patch tag; the approval is not rolled out"
+            ),
+            Unconfirmed::DigestUnresolved { approved, error } => tracing::warn!(
+                approval,
+                repository = %repository,
+                tag = %tag,
+                approved_digest = %approved,
+                %error,
+                "cannot resolve the digest of the approved patch tag; the approval is not rolled out and is left for the next scan"
             ),
         }
     }
 }
 
-/// Resolves the patch tag of every digest-pinned approval that `planned` uses and returns
-/// the approvals whose `digest` the registry does not confirm. Each one is logged.
-pub async fn check_approved_digests(
+/// Checks the approved patch tag against the repository's tag list from `tags`. Returns
+/// `None` when the list contains it. A repository without a list, because its lookup
+/// failed, is never confirmed.
+fn check_patch_tag(approval: &Approval, tags: &HashMap<Repository, Arc<Vec<String>>>) -> Option<Unconfirmed> {
+    match tags.get(&approval.repository) {
+        None => Some(Unconfirmed::TagListUnavailable),
+        Some(list) if !list.contains(&approval.patch) => Some(Unconfirmed::MissingTag),
+        Some(_) => None,
+    }
+}
+
+/// Checks every approval that `planned` uses against the registry and returns the ones it
+/// does not confirm, each logged. The patch tag must be in its repository's tag list from
+/// `tags`, which the scan read once for every repository that it plans changes for. An
+/// approval with a `digest` also needs that digest when its patch tag is resolved, which
+/// costs one manifest request for each such approval whose tag exists.
+pub async fn check_approvals(
     registry: &RegistryClient,
     planned: &[PlannedRollout],
     approvals: &Approvals,
+    tags: &HashMap<Repository, Arc<Vec<String>>>,
     credentials: &HashMap<Repository, Vec<Credential>>,
 ) -> Vec<UnconfirmedApproval> {
     let used: BTreeSet<usize> = planned.iter().flat_map(|rollout| rollout.changes.iter().map(|change| change.approval_index)).collect();
     let mut unconfirmed = Vec::new();
     for approval in approvals.approvals().iter().filter(|approval| used.contains(&approval.index)) {
-        let Some(approved_digest) = &approval.digest else {
-            continue;
+        let reason = match (check_patch_tag(approval, tags), &approval.digest) {
+            (Some(reason), _) => reason,
+            (None, None) => continue,
+            (None, Some(approved)) => {
+                let repository_credentials = credentials.get(&approval.repository).map_or(&[][..], Vec::as_slice);
+                match registry.manifest_digest(&approval.repository, &approval.patch, repository_credentials).await {
+                    Ok(served) if served == *approved => continue,
+                    Ok(served) => Unconfirmed::DigestMismatch { approved: approved.clone(), served },
+                    Err(error) => Unconfirmed::DigestUnresolved { approved: approved.clone(), error: error.to_string() },
+                }
+            }
         };
-        let repository_credentials = credentials.get(&approval.repository).map_or(&[][..], Vec::as_slice);
-        let served = match registry.manifest_digest(&approval.repository, &approval.patch, repository_credentials).await {
-            Ok(served) if served == *approved_digest => continue,
-            Ok(served) => Ok(served),
-            Err(error) => Err(error.to_string()),
-        };
-        let approval = UnconfirmedApproval {
-            index: approval.index,
-            repository: approval.repository.clone(),
-            patch: approval.patch.clone(),
-            approved_digest: approved_digest.clone(),
-            served,
-        };
-        match &approval.served {
-            Ok(served) => tracing::error!(
-                approval = approval.index,
-                repository = %approval.repository,
-                tag = %approval.patch,
-                approved_digest = %approval.approved_digest,
-                registry_digest = %served,
-                "the approval's digest does not match the digest the registry serves for its patch tag; the approval is not rolled out"
-            ),
-            Err(error) => tracing::warn!(
-                approval = approval.index,
-                repository = %approval.repository,
-                tag = %approval.patch,
-                approved_digest = %approval.approved_digest,
-                %error,
-                "cannot resolve the digest of the approved patch tag; the approval is not rolled out and is left for the next scan"
-            ),
-        }
+        let approval = UnconfirmedApproval { index: approval.index, repository: approval.repository.clone(), patch: approval.patch.clone(), reason };
+        approval.log();
         unconfirmed.push(approval);
     }
     unconfirmed
@@ -526,7 +585,8 @@ mod tests {
             image(WorkloadKind::Deployment, "app", false, "mojaloop/quoting-service:v10.4.0"),
             image(WorkloadKind::Deployment, "init", true, "mojaloop/quoting-service:v10.4.0.1-patch"),
             image(WorkloadKind::Deployment, "up-to-date", false, "mojaloop/quoting-service:v10.4.0.2-patch"),
-            image(WorkloadKind::StatefulSet, "pinned", false, &format!("mojaloop/quoting-service:v10.4.0@{digest}")),
+            image(WorkloadKind::StatefulSet, "pinned", false, &format!("mojaloop/quoting-service@{digest}")),
+            image(WorkloadKind::StatefulSet, "latest-pinned", false, &format!("mojaloop/quoting-service:latest@{digest}")),
             image(WorkloadKind::Job, "job", false, "mojaloop/quoting-service:v10.4.0"),
             image(WorkloadKind::Pod, "other", false, "mojaloop/account-lookup-service:v10.4.0"),
         ];
@@ -538,6 +598,28 @@ mod tests {
         let containers: Vec<&str> = planned[0].changes.iter().map(|change| change.container.as_str()).collect();
         assert_eq!(containers, ["app", "init"]);
         assert_eq!(planned[0].changes[0].to, "mojaloop/quoting-service:v10.4.0.2-patch");
+    }
+
+    #[rstest::rstest]
+    #[case::approval_without_digest(APPROVALS, "mojaloop/quoting-service:v10.4.0.2-patch")]
+    #[case::approval_with_digest(
+        "approvals:\n  - image: mojaloop/quoting-service\n    version: v10.4.0\n    patch: v10.4.0.2-patch\n    digest: sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+        "mojaloop/quoting-service:v10.4.0.2-patch@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    )]
+    fn plan_rewrites_tag_and_digest_like_webhook(#[case] document: &str, #[case] expected: &str) {
+        let approvals = Approvals::parse(document).unwrap().0;
+        let running = format!("mojaloop/quoting-service:v10.4.0@sha256:{}", "b".repeat(64));
+        let images = vec![image(WorkloadKind::Deployment, "app", false, &running)];
+
+        let planned = plan(&images, &approvals, &no_skipped_namespaces()).rollouts;
+
+        let Decision::Rewrite(webhook) = common::decide(&running, "mojaloop", &approvals) else {
+            panic!("the webhook rewrites {running}");
+        };
+        assert_eq!(planned.len(), 1, "{planned:?}");
+        assert_eq!(planned[0].changes[0].from, running);
+        assert_eq!(planned[0].changes[0].to, expected);
+        assert_eq!(planned[0].changes[0].to, webhook.to);
     }
 
     #[test]
@@ -586,8 +668,7 @@ mod tests {
             index,
             repository: Repository::new("docker.io", "mojaloop/quoting-service"),
             patch: "v10.4.0.2-patch".into(),
-            approved_digest: format!("sha256:{}", "a".repeat(64)),
-            served: Ok(format!("sha256:{}", "b".repeat(64))),
+            reason: Unconfirmed::DigestMismatch { approved: format!("sha256:{}", "a".repeat(64)), served: format!("sha256:{}", "b".repeat(64)) },
         }
     }
 
@@ -623,7 +704,8 @@ mod tests {
     #[test]
     fn unconfirmed_approval_names_digests() {
         let mismatch = unconfirmed(3).describe();
-        let unknown = UnconfirmedApproval { served: Err("HTTP 503".into()), ..unconfirmed(3) }.describe();
+        let reason = Unconfirmed::DigestUnresolved { approved: format!("sha256:{}", "a".repeat(64)), error: "HTTP 503".into() };
+        let unknown = UnconfirmedApproval { reason, ..unconfirmed(3) }.describe();
 
         assert!(mismatch.starts_with("approvals[3] (docker.io/mojaloop/quoting-service:v10.4.0.2-patch)"), "{mismatch}");
         assert!(mismatch.contains(&"a".repeat(64)), "{mismatch}");
@@ -655,10 +737,81 @@ mod tests {
         assert_eq!(rows[1].status, Status::Approved);
     }
 
+    #[test]
+    fn unconfirmed_approval_names_missing_tag() {
+        let missing = UnconfirmedApproval { reason: Unconfirmed::MissingTag, ..unconfirmed(2) }.describe();
+        let unlisted = UnconfirmedApproval { reason: Unconfirmed::TagListUnavailable, ..unconfirmed(2) }.describe();
+
+        assert!(missing.starts_with("approvals[2] (docker.io/mojaloop/quoting-service:v10.4.0.2-patch)"), "{missing}");
+        assert!(missing.contains("the registry has no tag v10.4.0.2-patch"), "{missing}");
+        assert!(missing.contains("not rolled out"), "{missing}");
+        assert!(missing.contains("webhook still rewrites to it"), "{missing}");
+        assert!(missing.contains("Correct the approval's patch tag or push the image"), "{missing}");
+        assert!(unlisted.contains("tag list could not be read"), "{unlisted}");
+        assert!(unlisted.contains("next scan checks it again"), "{unlisted}");
+    }
+
+    /// Returns a client for a loopback port that was just free, so every connection is refused.
+    fn unreachable_registry() -> (String, RegistryClient) {
+        let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        let registry = RegistryClient::new(crate::registry::RegistryConfig {
+            insecure: vec![address.clone()],
+            concurrency: 1,
+            timeout: std::time::Duration::from_secs(2),
+            retry: crate::retry::RetryPolicy { attempts: 1, backoff: std::time::Duration::from_millis(10), max_retry_after: std::time::Duration::from_secs(1) },
+            page_size: 10,
+        })
+        .unwrap();
+        (address, registry)
+    }
+
+    /// Returns the tag lists of the repositories `(path, tags)` on `address`, as the scan keeps them.
+    fn tag_lists(address: &str, repositories: &[(&str, &[&str])]) -> HashMap<Repository, Arc<Vec<String>>> {
+        repositories
+            .iter()
+            .map(|(path, tags)| (Repository::new(address, path), Arc::new(tags.iter().map(|tag| tag.to_string()).collect())))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn approved_tag_missing_from_tag_list() {
+        let (address, registry) = unreachable_registry();
+        let digest = format!("sha256:{}", "c".repeat(64));
+        let document = format!(
+            "approvals:\n  - image: {address}/mojaloop/quoting-service\n    version: v10.4.0\n    patch: v10.4.0.9-patch\n  - image: {address}/mojaloop/als\n    version: v1.0.0\n    patch: v1.0.0.2-patch\n    digest: {digest}\n  - image: {address}/mojaloop/ledger\n    version: v17.0.0\n    patch: v17.0.0.1-patch\n  - image: {address}/mojaloop/adapter\n    version: v14.0.0\n    patch: v14.0.0.1-patch\n"
+        );
+        let approvals = Approvals::parse(&document).unwrap().0;
+        let images = vec![
+            image(WorkloadKind::Deployment, "quoting", false, &format!("{address}/mojaloop/quoting-service:v10.4.0")),
+            image(WorkloadKind::Deployment, "als", false, &format!("{address}/mojaloop/als:v1.0.0@sha256:{}", "d".repeat(64))),
+            image(WorkloadKind::Deployment, "ledger", false, &format!("{address}/mojaloop/ledger:v17.0.0")),
+            image(WorkloadKind::Deployment, "adapter", false, &format!("{address}/mojaloop/adapter:v14.0.0")),
+        ];
+        // The adapter's tag list could not be read, so it has no entry.
+        let tags = tag_lists(
+            &address,
+            &[
+                ("mojaloop/quoting-service", &["v10.4.0", "v10.4.0.1-patch", "v10.4.0.3-patch"]),
+                ("mojaloop/als", &["v1.0.0", "v1.0.0.1-patch"]),
+                ("mojaloop/ledger", &["v17.0.0", "v17.0.0.1-patch"]),
+            ],
+        );
+        let planned = plan(&images, &approvals, &no_skipped_namespaces()).rollouts;
+
+        let unconfirmed = check_approvals(&registry, &planned, &approvals, &tags, &HashMap::new()).await;
+
+        let reasons: Vec<(usize, &Unconfirmed)> = unconfirmed.iter().map(|approval| (approval.index, &approval.reason)).collect();
+        // The digest-pinned approval's missing tag is found without a manifest request, which the refused connection would fail.
+        assert_eq!(reasons, [(0, &Unconfirmed::MissingTag), (1, &Unconfirmed::MissingTag), (3, &Unconfirmed::TagListUnavailable)]);
+        assert_eq!(unconfirmed[0].patch, "v10.4.0.9-patch");
+        let remaining = without_unconfirmed(planned, &unconfirmed, RolloutMode::Patch);
+        let containers: Vec<&str> = remaining.iter().flat_map(|rollout| rollout.changes.iter().map(|change| change.container.as_str())).collect();
+        assert_eq!(containers, ["ledger"]);
+    }
+
     #[tokio::test]
     async fn unreachable_registry_leaves_approval_unconfirmed() {
-        // A loopback port that was just free: every connection is refused.
-        let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        let (address, registry) = unreachable_registry();
         let digest = format!("sha256:{}", "c".repeat(64));
         let document = format!(
             "approvals:\n  - image: {address}/mojaloop/quoting-service\n    version: v10.4.0\n    patch: v10.4.0.2-patch\n    digest: {digest}\n  - image: {address}/mojaloop/als\n    version: v1.0.0\n    patch: v1.0.0.1-patch\n"
@@ -668,21 +821,17 @@ mod tests {
             image(WorkloadKind::Deployment, "quoting", false, &format!("{address}/mojaloop/quoting-service:v10.4.0")),
             image(WorkloadKind::Deployment, "als", false, &format!("{address}/mojaloop/als:v1.0.0")),
         ];
-        let registry = RegistryClient::new(crate::registry::RegistryConfig {
-            insecure: vec![address.clone()],
-            concurrency: 1,
-            timeout: std::time::Duration::from_secs(2),
-            retry: crate::retry::RetryPolicy { attempts: 1, backoff: std::time::Duration::from_millis(10), max_retry_after: std::time::Duration::from_secs(1) },
-            page_size: 10,
-        })
-        .unwrap();
+        // Both tag lists were read before the registry went away, and both name their patch.
+        let tags = tag_lists(&address, &[("mojaloop/quoting-service", &["v10.4.0", "v10.4.0.2-patch"]), ("mojaloop/als", &["v1.0.0", "v1.0.0.1-patch"])]);
         let planned = plan(&images, &approvals, &no_skipped_namespaces()).rollouts;
 
-        let unconfirmed = check_approved_digests(&registry, &planned, &approvals, &HashMap::new()).await;
+        let unconfirmed = check_approvals(&registry, &planned, &approvals, &tags, &HashMap::new()).await;
 
-        assert_eq!(unconfirmed.len(), 1, "only the digest-pinned approval is checked: {unconfirmed:?}");
+        assert_eq!(unconfirmed.len(), 1, "only the digest-pinned approval needs the registry: {unconfirmed:?}");
         assert_eq!(unconfirmed[0].index, 0);
-        assert_eq!(unconfirmed[0].approved_digest, digest);
-        assert!(unconfirmed[0].served.is_err(), "{unconfirmed:?}");
+        let Unconfirmed::DigestUnresolved { approved, .. } = &unconfirmed[0].reason else {
+            panic!("expected an unresolved digest: {unconfirmed:?}");
+        };
+        assert_eq!(*approved, digest);
     }
 }

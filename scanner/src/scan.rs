@@ -130,7 +130,9 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
     let images: Vec<WorkloadImage> = classified.iter().map(|item| item.image.clone()).collect();
     let filter = NamespaceFilter::new(&selected, controller_namespace);
     let plan = crate::rollout::plan(&images, &approvals, &filter);
-    let (rows_rolled_out, unconfirmed) = roll_out(&client, &registry, &credentials, plan, &approvals, options, &mut report).await;
+    // Checked in every rollout mode, because the webhook applies the same approvals at the next deploy.
+    let unconfirmed = crate::rollout::check_approvals(&registry, &plan.rollouts, &approvals, &tags, &credentials).await;
+    let rows_rolled_out = roll_out(&client, plan, &unconfirmed, options, &mut report).await;
     report.rows = build_rows(&classified, &tags, &candidates, &unresolved, &approvals, &rows_rolled_out, options.dry_run);
     crate::rollout::mark_unconfirmed_rows(&mut report.rows, &unconfirmed, &approvals);
 
@@ -217,11 +219,10 @@ fn registry_config(options: &Options) -> RegistryConfig {
     }
 }
 
+/// Finds the lookup key of an image. A tag with a digest counts like a tag alone, because
+/// the webhook and rollout rewrite it to an approved patch too.
 fn classify(image: WorkloadImage, approvals: &Approvals) -> Classified {
     let lookup = ImageRef::parse(&image.image).ok().and_then(|reference| {
-        if reference.digest.is_some() {
-            return None;
-        }
         let tag = reference.tag.clone()?;
         let repository = approvals.source_repository(&reference);
         approvals.scheme_for(&repository).parse(&tag).map(|_| (repository, tag))
@@ -467,34 +468,30 @@ async fn auto_approve(
     }
 }
 
-/// Rolls out the workloads of `plan`, and reports the workloads that it skips.
-/// Returns the rows (workload, container) that were changed and the digest-pinned
-/// approvals that the registry did not confirm, which are never rolled out. A dry run
-/// only plans, so the rows returned are those it would change.
+/// Reports the approvals that the registry did not confirm (a missing patch tag, or
+/// another digest), rolls out the workloads of `plan` without them, and reports the
+/// workloads that it skips. Returns the rows (workload, container) that were changed.
+/// A dry run only plans, so the rows returned are those it would change.
 async fn roll_out(
     client: &kube::Client,
-    registry: &RegistryClient,
-    credentials: &HashMap<Repository, Vec<Credential>>,
     plan: Plan,
-    approvals: &Approvals,
+    unconfirmed: &[crate::rollout::UnconfirmedApproval],
     options: &Options,
     report: &mut Report,
-) -> (BTreeSet<(crate::discovery::WorkloadId, String)>, Vec<crate::rollout::UnconfirmedApproval>) {
+) -> BTreeSet<(crate::discovery::WorkloadId, String)> {
     let planned = plan.rollouts;
-    // Checked in every mode: the webhook applies the same approvals at the next deploy.
-    let unconfirmed = crate::rollout::check_approved_digests(registry, &planned, approvals, credentials).await;
-    for approval in &unconfirmed {
+    for approval in unconfirmed {
         report.registry_errors.insert(approval.report_key(), approval.describe());
     }
     if options.rollout == RolloutMode::Off {
-        return (BTreeSet::new(), unconfirmed);
+        return BTreeSet::new();
     }
 
     for skipped in &plan.skipped {
         skipped.log();
     }
     report.rollouts_skipped = plan.skipped;
-    let planned = crate::rollout::without_unconfirmed(planned, &unconfirmed, options.rollout);
+    let planned = crate::rollout::without_unconfirmed(planned, unconfirmed, options.rollout);
     report.rollouts = if options.dry_run {
         crate::rollout::preview(&planned, options.rollout)
     } else {
@@ -502,12 +499,11 @@ async fn roll_out(
     };
 
     let succeeded: BTreeSet<_> = report.rollouts.iter().filter(|entry| entry.error.is_none()).map(|entry| entry.workload.clone()).collect();
-    let rolled_out = planned
+    planned
         .iter()
         .filter(|rollout| succeeded.contains(&rollout.workload))
         .flat_map(|rollout| rollout.changes.iter().map(|change| (rollout.workload.clone(), change.container.clone())))
-        .collect();
-    (rolled_out, unconfirmed)
+        .collect()
 }
 
 fn build_rows(
@@ -540,11 +536,11 @@ fn build_rows(
                     return row;
                 }
             };
-            if reference.digest.is_some() {
-                row.status = Status::PinnedByDigest;
-                return row;
-            }
             let Some((repository, tag)) = &item.lookup else {
+                // A digest with no patch-versioned tag beside it is never rewritten.
+                if reference.digest.is_some() {
+                    row.status = Status::PinnedByDigest;
+                }
                 return row;
             };
             let decision = common::decide(&image.image, &image.workload.namespace, approvals);
@@ -744,6 +740,40 @@ mod tests {
         fn make_writer(&'a self) -> Self::Writer {
             self.clone()
         }
+    }
+
+    #[test]
+    fn tag_and_digest_rows_follow_decide() {
+        let approvals = Approvals::parse("approvals:\n  - image: mojaloop/quoting-service\n    version: v10.4.0\n    patch: v10.4.0.2-patch\n").unwrap().0;
+        let digest = format!("sha256:{}", "b".repeat(64));
+        let image = |name: &str, reference: String| WorkloadImage {
+            workload: WorkloadId { namespace: "mojaloop".into(), kind: WorkloadKind::Deployment, name: name.into() },
+            container: "app".into(),
+            init: false,
+            image: reference,
+            pull_secrets: Vec::new(),
+            service_account: "default".into(),
+        };
+        let images = vec![
+            image("tagged", format!("mojaloop/quoting-service:v10.4.0@{digest}")),
+            image("rolled", format!("mojaloop/quoting-service:v10.4.0@{digest}")),
+            image("pinned", format!("mojaloop/quoting-service@{digest}")),
+            image("latest", format!("mojaloop/quoting-service:latest@{digest}")),
+        ];
+        let classified: Vec<Classified> = images.into_iter().map(|image| classify(image, &approvals)).collect();
+        let list = vec!["v10.4.0".to_string(), "v10.4.0.2-patch".to_string()];
+        let tags = HashMap::from([(Repository::new("docker.io", "mojaloop/quoting-service"), Arc::new(list))]);
+        let rolled_out = BTreeSet::from([(classified[1].image.workload.clone(), "app".to_string())]);
+
+        let rows = build_rows(&classified, &tags, &BTreeMap::new(), &BTreeMap::new(), &approvals, &rolled_out, false);
+
+        let statuses: Vec<(&str, Status)> = rows.iter().map(|row| (row.workload.name.as_str(), row.status)).collect();
+        assert_eq!(
+            statuses,
+            [("tagged", Status::Approved), ("rolled", Status::RolledOut), ("pinned", Status::PinnedByDigest), ("latest", Status::PinnedByDigest)]
+        );
+        assert_eq!(rows[0].detail.as_deref(), Some("approved: mojaloop/quoting-service:v10.4.0.2-patch"));
+        assert_eq!(rows[0].newest_patch.as_deref(), Some("v10.4.0.2-patch"));
     }
 
     #[tokio::test]

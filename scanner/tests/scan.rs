@@ -271,6 +271,80 @@ async fn approval_with_wrong_digest_not_rolled_out() {
 }
 
 #[tokio::test]
+async fn approved_tag_missing_not_rolled_out() {
+    let stack = common::start(true).await;
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch", "v10.4.0.2-patch", "v10.4.0.3-patch"]).await;
+    let lookup = "mojaloop/account-lookup-service";
+    stack.seed(lookup, &["v11.0.0", "v11.0.0.1-patch"]).await;
+    let registry = stack.proxy.address();
+    // The quoting approval names a patch tag that the registry does not have.
+    let document = format!(
+        "approvals:\n  - image: {registry}/{QUOTING}\n    version: v10.4.0\n    patch: v10.4.0.9-patch\n  - image: {registry}/{lookup}\n    version: v11.0.0\n    patch: v11.0.0.1-patch\n"
+    );
+    stack.set_approvals(&document).await;
+    let quoting_running = stack.image(QUOTING, "v10.4.0");
+    stack.deployment(MOJALOOP, "quoting", &[("app", &quoting_running)], &[], &[]).await;
+    stack.deployment(MOJALOOP, "lookup", &[("app", &stack.image(lookup, "v11.0.0"))], &[], &[]).await;
+    stack.proxy.reset_counters();
+
+    let report = stack.scan(&["--rollout=patch"]).await.unwrap();
+
+    assert_eq!(stack.deployment_images(MOJALOOP, "quoting").await["app"], quoting_running);
+    assert!(report.rollouts.iter().all(|entry| entry.workload.name != "quoting"), "{:?}", report.rollouts);
+    let quoting = row(&report, "Deployment", "quoting", "app");
+    assert_eq!(quoting.status, Status::RegistryError);
+    let detail = quoting.detail.as_deref().unwrap_or_default();
+    assert!(detail.contains("approvals[0]"), "{detail}");
+    assert!(detail.contains("no tag v10.4.0.9-patch"), "{detail}");
+    assert!(detail.contains("Correct the approval's patch tag or push the image"), "{detail}");
+    assert!(report.registry_errors.contains_key(&format!("{registry}/{QUOTING}:v10.4.0.9-patch")), "{:?}", report.registry_errors);
+    assert_eq!(row(&report, "Deployment", "lookup", "app").status, Status::RolledOut);
+    assert_eq!(stack.deployment_images(MOJALOOP, "lookup").await["app"], stack.image(lookup, "v11.0.0.1-patch"));
+    // The check reuses the scan's tag lists: one list and one manifest (the newest patch's digest) per repository.
+    assert_eq!(stack.proxy.requests(PathKind::TagsList), 2);
+    assert_eq!(stack.proxy.requests(PathKind::Manifest), 2);
+    let text = delivered_text(&stack.slack);
+    assert!(text.contains("Approvals not rolled out"), "{text}");
+    assert!(text.contains("approvals[0]"), "{text}");
+    let table = stack.config_map_data("image-patch-report", "report.txt").await.unwrap();
+    assert!(table.contains("no tag v10.4.0.9-patch"), "{table}");
+}
+
+#[tokio::test]
+async fn tag_and_digest_image_rolled_out() {
+    let stack = common::start(true).await;
+    let quoting_digests = stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    let lookup = "mojaloop/account-lookup-service";
+    let lookup_digests = stack.seed(lookup, &["v11.0.0", "v11.0.0.1-patch"]).await;
+    let registry = stack.proxy.address();
+    // The quoting approval has no digest, the lookup approval pins one.
+    let document = format!(
+        "approvals:\n  - image: {registry}/{QUOTING}\n    version: v10.4.0\n    patch: v10.4.0.1-patch\n  - image: {registry}/{lookup}\n    version: v11.0.0\n    patch: v11.0.0.1-patch\n    digest: {}\n",
+        lookup_digests[1]
+    );
+    stack.set_approvals(&document).await;
+    let quoting_running = format!("{}@{}", stack.image(QUOTING, "v10.4.0"), quoting_digests[0]);
+    let lookup_running = format!("{}@{}", stack.image(lookup, "v11.0.0"), lookup_digests[0]);
+    let digest_only = format!("{registry}/{QUOTING}@{}", quoting_digests[0]);
+    stack.deployment(MOJALOOP, "quoting", &[("app", &quoting_running), ("pinned", &digest_only)], &[], &[]).await;
+    stack.deployment(MOJALOOP, "lookup", &[("app", &lookup_running)], &[], &[]).await;
+
+    let report = stack.scan(&["--rollout=patch"]).await.unwrap();
+
+    let quoting = stack.deployment_images(MOJALOOP, "quoting").await;
+    assert_eq!(quoting["app"], stack.image(QUOTING, "v10.4.0.1-patch"));
+    assert_eq!(quoting["pinned"], digest_only);
+    let expected_lookup = format!("{}@{}", stack.image(lookup, "v11.0.0.1-patch"), lookup_digests[1]);
+    assert_eq!(stack.deployment_images(MOJALOOP, "lookup").await["app"], expected_lookup);
+    assert_eq!(row(&report, "Deployment", "quoting", "app").status, Status::RolledOut);
+    assert_eq!(row(&report, "Deployment", "quoting", "pinned").status, Status::PinnedByDigest);
+    assert_eq!(row(&report, "Deployment", "lookup", "app").status, Status::RolledOut);
+    let changes: Vec<&String> = report.rollouts.iter().flat_map(|entry| &entry.changes).collect();
+    assert!(changes.contains(&&format!("app: {quoting_running} → {}", stack.image(QUOTING, "v10.4.0.1-patch"))), "{changes:?}");
+    assert!(report.registry_errors.is_empty(), "{:?}", report.registry_errors);
+}
+
+#[tokio::test]
 async fn auto_policy_approves_and_announces() {
     let stack = common::start(false).await;
     stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
