@@ -94,12 +94,20 @@ pub struct SelectedNamespace {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Returns the namespaces that `selection` chooses, sorted by name, with their labels.
+/// The namespaces that a selection chose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selected {
+    /// The existing namespaces, sorted by name, with their labels.
+    pub namespaces: Vec<SelectedNamespace>,
+    /// Names given in [`NamespaceSelection::Names`] that match no existing namespace, sorted.
+    pub missing: Vec<String>,
+}
+
+/// Returns the namespaces that `selection` chooses.
 ///
 /// Both selections list the namespaces once, so that a namespace named with `--namespace`
-/// has its labels too. A named namespace that does not exist is kept without labels, and
-/// its discovery finds no workloads.
-pub async fn select_namespaces(client: &kube::Client, selection: &NamespaceSelection) -> Result<Vec<SelectedNamespace>, kube::Error> {
+/// has its labels too, and so that a named namespace that does not exist is found.
+pub async fn select_namespaces(client: &kube::Client, selection: &NamespaceSelection) -> Result<Selected, kube::Error> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let params = match selection {
         NamespaceSelection::Names(_) => ListParams::default(),
@@ -119,10 +127,13 @@ pub async fn select_namespaces(client: &kube::Client, selection: &NamespaceSelec
     };
     names.sort();
     names.dedup();
-    let selected = names
-        .into_iter()
-        .map(|name| SelectedNamespace { labels: labels.remove(&name).unwrap_or_default(), name })
-        .collect();
+    let mut selected = Selected::default();
+    for name in names {
+        match labels.remove(&name) {
+            Some(labels) => selected.namespaces.push(SelectedNamespace { name, labels }),
+            None => selected.missing.push(name),
+        }
+    }
     Ok(selected)
 }
 

@@ -18,6 +18,7 @@ pub mod approvals_source;
 pub mod approve;
 pub mod configmap;
 pub mod discovery;
+pub mod label_selector;
 pub mod notice;
 pub mod options;
 pub mod registry;

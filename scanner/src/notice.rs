@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Each message lists the patches whose entries it carries in full, so that the state
-//! records a patch only when every message that names it was accepted.
+//! records a patch only when every message that names it was accepted. The errors of
+//! the approvals document come first, as one group, and are recorded the same way.
 
 use std::collections::BTreeSet;
 
@@ -80,10 +81,32 @@ pub struct Notice {
     pub entries: Vec<PatchEntry>,
     /// Rollouts of this scan.
     pub rollouts: Vec<RolloutEntry>,
-    /// A short note on the configuration error of this scan, shown under the summary line.
+    /// A short note on the configuration error of this scan, shown under the summary line
+    /// of every message. It alone never makes a message: [`Notice::approvals_errors`] does.
     pub configuration_error: Option<String>,
+    /// Errors of the approvals document that were not notified before, sent in full.
+    pub approvals_errors: Option<ApprovalsErrors>,
     /// Digest-pinned approvals that this scan did not roll out, one description each.
     pub unconfirmed_approvals: Vec<String>,
+}
+
+/// The errors of the approvals document, as the report lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApprovalsErrors {
+    /// The parser's error and the approvals used instead, when the document cannot be parsed.
+    pub unparsable: Option<String>,
+    /// Invalid entries, skipped: `section[index] (line N): problem and fix`.
+    pub invalid_entries: Vec<String>,
+}
+
+impl ApprovalsErrors {
+    /// Returns every error text, sorted: the set that the state records as notified.
+    pub fn texts(&self) -> Vec<String> {
+        let mut texts: Vec<String> = self.unparsable.iter().chain(&self.invalid_entries).cloned().collect();
+        texts.sort();
+        texts.dedup();
+        texts
+    }
 }
 
 /// One message to post to the incoming webhook.
@@ -93,6 +116,8 @@ pub struct SlackMessage {
     pub payload: Value,
     /// Patches named in this message.
     pub patches: BTreeSet<PatchKey>,
+    /// Whether this message carries some of [`Notice::approvals_errors`].
+    pub approvals_errors: bool,
 }
 
 /// A run of text that stays in one section when it fits.
@@ -104,6 +129,7 @@ struct Piece {
 struct Section {
     text: String,
     patch: Option<PatchKey>,
+    approvals_errors: bool,
     /// The first section of a group (an entry or the rollouts) that should start on a fresh message if possible.
     group_start: bool,
     /// Sections in the group, this one included, counted from here to its end.
@@ -115,7 +141,7 @@ struct Section {
 impl Notice {
     /// Checks whether there is nothing to send.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.rollouts.is_empty() && self.unconfirmed_approvals.is_empty()
+        self.entries.is_empty() && self.rollouts.is_empty() && self.unconfirmed_approvals.is_empty() && self.approvals_errors.is_none()
     }
 
     /// Builds the messages, each within Slack's limits.
@@ -124,6 +150,12 @@ impl Notice {
             return Vec::new();
         }
         let mut sections = Vec::new();
+        if let Some(errors) = &self.approvals_errors {
+            push_group(&mut sections, approvals_error_pieces(errors, &self.controller_namespace), None);
+            for section in &mut sections {
+                section.approvals_errors = true;
+            }
+        }
         for entry in &self.entries {
             push_group(&mut sections, entry_pieces(entry, &self.controller_namespace), Some(&entry.key));
         }
@@ -181,7 +213,8 @@ impl Notice {
                 patches.insert(patch.clone());
             }
         }
-        SlackMessage { payload: json!({"text": fallback.join("\n"), "blocks": blocks}), patches }
+        let approvals_errors = sections.iter().any(|section| section.approvals_errors);
+        SlackMessage { payload: json!({"text": fallback.join("\n"), "blocks": blocks}), patches, approvals_errors }
     }
 }
 
@@ -194,6 +227,7 @@ fn push_group(sections: &mut Vec<Section>, pieces: Vec<Piece>, patch: Option<&Pa
         sections.push(Section {
             text,
             patch: patch.cloned(),
+            approvals_errors: false,
             group_start: index == 0,
             group_remaining: count - index,
             group_remaining_chars: remaining_chars,
@@ -307,6 +341,26 @@ fn rollout_pieces(rollouts: &[RolloutEntry]) -> Vec<Piece> {
     pieces
 }
 
+fn approvals_error_pieces(errors: &ApprovalsErrors, controller_namespace: &str) -> Vec<Piece> {
+    let configmap = format!("{}/{}", escape(controller_namespace), common::approvals::CONFIGMAP_NAME);
+    let mut pieces = vec![Piece { text: format!("*Errors in the approvals ConfigMap {configmap}*") }];
+    if let Some(unparsable) = &errors.unparsable {
+        pieces.push(Piece { text: format!("Cannot be parsed: {}", escape(unparsable)) });
+    }
+    if !errors.invalid_entries.is_empty() {
+        pieces.push(Piece { text: format!("Invalid entries, skipped while the other entries stay in force ({}):", errors.invalid_entries.len()) });
+        pieces.extend(errors.invalid_entries.iter().map(|error| Piece { text: format!("• {}", escape(error)) }));
+    }
+    pieces.push(Piece {
+        text: format!(
+            "Fix them with `kubectl -n {} edit configmap {}`. This message is sent again only when the errors change.",
+            escape(controller_namespace),
+            common::approvals::CONFIGMAP_NAME
+        ),
+    });
+    pieces
+}
+
 fn unconfirmed_pieces(unconfirmed_approvals: &[String]) -> Vec<Piece> {
     let mut pieces = vec![Piece { text: "*Approvals not rolled out*".to_string() }];
     pieces.extend(unconfirmed_approvals.iter().map(|description| Piece { text: format!("• {}", escape(description)) }));
@@ -342,7 +396,7 @@ mod tests {
     }
 
     fn notice(entries: Vec<PatchEntry>) -> Notice {
-        Notice { cluster: "hub-prod".into(), controller_namespace: "image-patch-system".into(), entries, rollouts: Vec::new(), configuration_error: None, unconfirmed_approvals: Vec::new() }
+        Notice { cluster: "hub-prod".into(), controller_namespace: "image-patch-system".into(), entries, rollouts: Vec::new(), configuration_error: None, approvals_errors: None, unconfirmed_approvals: Vec::new() }
     }
 
     fn all_text(messages: &[SlackMessage]) -> String {
@@ -497,6 +551,84 @@ mod tests {
         let text = all_text(&with_rollout.to_messages());
 
         assert!(text.contains("quoting-service-0001 would be patched (dry run): app: a:v1.0.0 → a:v1.0.0.1-patch"), "{text}");
+    }
+
+    fn invalid_entries() -> ApprovalsErrors {
+        ApprovalsErrors {
+            unparsable: None,
+            invalid_entries: vec![
+                "approvals[0] (line 2): patch \"v10.4.0.2-pach\" is not a patch of v10.4.0; use a newer patch such as v10.4.0.1-patch".into(),
+                "approvals[1] (line 7): namespaces is empty, so the approval would apply nowhere; list namespaces or remove the key".into(),
+            ],
+        }
+    }
+
+    #[test]
+    fn notice_approvals_errors_alone_sent() {
+        let mut errors_only = notice(Vec::new());
+        errors_only.approvals_errors = Some(invalid_entries());
+
+        let messages = errors_only.to_messages();
+
+        assert_eq!(messages.len(), 1);
+        assert!(messages[0].approvals_errors);
+        assert!(messages[0].patches.is_empty());
+        let text = all_text(&messages);
+        assert!(text.contains("Errors in the approvals ConfigMap image-patch-system/image-patch-approvals"), "{text}");
+        assert!(text.contains("Invalid entries, skipped while the other entries stay in force (2):"), "{text}");
+        assert!(text.contains("• approvals[0] (line 2): patch \"v10.4.0.2-pach\""), "{text}");
+        assert!(text.contains("• approvals[1] (line 7): namespaces is empty"), "{text}");
+        assert!(text.contains("kubectl -n image-patch-system edit configmap image-patch-approvals"), "{text}");
+    }
+
+    #[test]
+    fn notice_unparsable_document_sent() {
+        let mut unparsable = notice(Vec::new());
+        unparsable.configuration_error = Some("ConfigMap image-patch-system/image-patch-approvals cannot be parsed".into());
+        unparsable.approvals_errors = Some(ApprovalsErrors {
+            unparsable: Some("approvals document is invalid: did not find expected node content at line 1 column 12. This scan used <none>".into()),
+            invalid_entries: Vec::new(),
+        });
+
+        let messages = unparsable.to_messages();
+
+        assert_eq!(messages.len(), 1);
+        let text = all_text(&messages);
+        assert!(text.contains("Cannot be parsed: approvals document is invalid: did not find expected node content at line 1 column 12"), "{text}");
+        assert!(text.contains("&lt;none&gt;"), "{text}");
+        assert!(!text.contains("Invalid entries"), "{text}");
+    }
+
+    #[test]
+    fn notice_summary_line_alone_not_sent() {
+        let mut already_notified = notice(Vec::new());
+        already_notified.configuration_error = Some("ConfigMap image-patch-system/image-patch-approvals cannot be parsed".into());
+
+        assert!(already_notified.is_empty());
+        assert!(already_notified.to_messages().is_empty());
+    }
+
+    #[test]
+    fn notice_approvals_errors_come_first() {
+        let mut both = notice((0..60).map(|index| entry(&format!("docker.io/mojaloop/service-{index}"), 3)).collect());
+        both.approvals_errors = Some(invalid_entries());
+
+        let messages = both.to_messages();
+
+        check_limits(&messages);
+        assert!(messages.len() > 1, "{} message(s)", messages.len());
+        assert!(messages[0].approvals_errors);
+        assert!(messages[1..].iter().all(|message| !message.approvals_errors));
+        let first_section = messages[0].payload["blocks"][2]["text"]["text"].as_str().unwrap();
+        assert!(first_section.starts_with("*Errors in the approvals ConfigMap"), "{first_section}");
+    }
+
+    #[test]
+    fn approvals_errors_texts_sorted() {
+        let errors = ApprovalsErrors { unparsable: Some("z unparsable".into()), invalid_entries: vec!["b".into(), "a".into(), "b".into()] };
+
+        assert_eq!(errors.texts(), ["a", "b", "z unparsable"]);
+        assert!(ApprovalsErrors::default().texts().is_empty());
     }
 
     #[test]

@@ -12,21 +12,22 @@ pub const DEFAULT_NAMESPACE_SELECTOR: &str = "patches.mojaloop.io/enabled=true";
 #[derive(Debug, Clone, Parser)]
 #[command(name = "image-patch-scanner", version, args_override_self = true, about = "Finds newer image patches, notifies Slack and rolls out approved patches",
     after_help = "Exit status: 0 when the scan finished, registry and Slack faults included; 1 when the API server cannot be reached; \
-2 for a configuration error. When the approvals document cannot be parsed, the scan still runs with the last good approvals, \
+2 for a configuration error, an invalid flag or environment variable included. When the approvals document cannot be parsed, the scan still runs with the last good approvals, \
 approves nothing automatically, and exits with 2 after it printed and stored its report."
 )]
 pub struct Options {
     /// Namespaces to scan, instead of those matching --namespace-selector (repeatable or comma-separated).
-    #[arg(long = "namespace", env = "SCANNER_NAMESPACES", value_delimiter = ',')]
+    /// A named namespace that does not exist is logged and listed in the report.
+    #[arg(long = "namespace", env = "SCANNER_NAMESPACES", value_delimiter = ',', value_parser = parse_namespace)]
     pub namespaces: Vec<String>,
 
-    /// Label selector of the namespaces to scan when no --namespace is given.
-    #[arg(long, env = "SCANNER_NAMESPACE_SELECTOR", default_value = DEFAULT_NAMESPACE_SELECTOR)]
+    /// Label selector of the namespaces to scan when no --namespace is given, such as `tier in (hub,edge),!skip`.
+    #[arg(long, env = "SCANNER_NAMESPACE_SELECTOR", default_value = DEFAULT_NAMESPACE_SELECTOR, value_parser = parse_selector)]
     pub namespace_selector: String,
 
     /// Namespace of the controller: the approvals, state and report ConfigMaps and the Slack Secret live here.
     /// Rollout never changes workloads in it.
-    #[arg(long, env = "SCANNER_CONTROLLER_NAMESPACE", default_value = "image-patch-system")]
+    #[arg(long, env = "SCANNER_CONTROLLER_NAMESPACE", default_value = "image-patch-system", value_parser = parse_namespace)]
     pub controller_namespace: String,
 
     /// Cluster name shown in notices and the report.
@@ -55,7 +56,8 @@ pub struct Options {
     pub rollout: RolloutMode,
 
     /// Registry `HOST[:PORT]` reached over plain http instead of https (repeatable or comma-separated).
-    #[arg(long = "insecure-registry", env = "SCANNER_INSECURE_REGISTRIES", value_delimiter = ',')]
+    /// An `http://` prefix and a trailing `/` are dropped; another scheme or a path is rejected.
+    #[arg(long = "insecure-registry", env = "SCANNER_INSECURE_REGISTRIES", value_delimiter = ',', value_parser = parse_registry_host)]
     pub insecure_registries: Vec<String>,
 
     /// Maximum number of requests in flight to one registry.
@@ -148,6 +150,55 @@ impl Options {
     }
 }
 
+/// The maximum length of a namespace name, a DNS-1123 label.
+const MAX_NAMESPACE: usize = 63;
+
+fn parse_namespace(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= MAX_NAMESPACE
+        && value.chars().all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    if !valid {
+        return Err(format!(
+            "invalid namespace name {value:?}: expected 1 to {MAX_NAMESPACE} lowercase letters, digits or '-', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(value.to_string())
+}
+
+fn parse_selector(value: &str) -> Result<String, String> {
+    crate::label_selector::check(value)
+        .map_err(|problem| format!("invalid label selector {value:?}: {problem}; expected a selector such as {DEFAULT_NAMESPACE_SELECTOR}"))?;
+    Ok(value.to_string())
+}
+
+/// Parses a registry `HOST[:PORT]`. The registry client compares it with the registry
+/// part of image references, so a scheme or path would make it match nothing.
+fn parse_registry_host(value: &str) -> Result<String, String> {
+    let trimmed = value.trim();
+    let host = match trimmed.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("http://") => &trimmed[7..],
+        _ => trimmed,
+    };
+    if let Some((scheme, _)) = host.split_once("://") {
+        return Err(format!(
+            "{value:?} has the scheme {scheme}://; give the registry as HOST[:PORT], such as 127.0.0.1:5000, because this flag always means plain http"
+        ));
+    }
+    let host = host.strip_suffix('/').unwrap_or(host);
+    if host.is_empty() {
+        return Err("empty registry; give the registry as HOST[:PORT], such as 127.0.0.1:5000".to_string());
+    }
+    if let Some(position) = host.find(|character: char| character == '/' || character == '@' || character.is_whitespace()) {
+        let found = &host[position..];
+        return Err(format!(
+            "{value:?} is not a registry HOST[:PORT] (unexpected {found:?}); give the host and port only, such as 127.0.0.1:5000, as it appears in image references"
+        ));
+    }
+    Ok(host.to_string())
+}
+
 fn parse_seconds(value: &str) -> Result<Duration, String> {
     let seconds: f64 = value
         .parse()
@@ -200,5 +251,53 @@ mod tests {
         assert!(Options::try_parse_from(["s", "--registry-timeout=0"]).is_err());
         assert!(Options::try_parse_from(["s", "--registry-concurrency=0"]).is_err());
         assert!(Options::try_parse_from(["s", "--output=xml"]).is_err());
+    }
+
+    #[test]
+    fn insecure_registry_drops_http_scheme() {
+        let options = Options::try_parse_from(["s", "--insecure-registry=http://127.0.0.1:5000,HTTP://registry.local/, hub.local:80 "]).unwrap();
+
+        assert_eq!(options.insecure_registries, ["127.0.0.1:5000", "registry.local", "hub.local:80"]);
+    }
+
+    #[rstest::rstest]
+    #[case::https_scheme("https://127.0.0.1:5000", "scheme https://")]
+    #[case::other_scheme("oci://127.0.0.1:5000", "scheme oci://")]
+    #[case::path("127.0.0.1:5000/mojaloop", "unexpected \"/mojaloop\"")]
+    #[case::path_after_scheme("http://127.0.0.1:5000/v2/", "unexpected \"/v2\"")]
+    #[case::user_info("user@127.0.0.1:5000", "unexpected \"@")]
+    #[case::empty("http://", "empty registry")]
+    fn insecure_registry_rejects(#[case] value: &str, #[case] expected: &str) {
+        let error = Options::try_parse_from(["s", &format!("--insecure-registry={value}")]).unwrap_err().to_string();
+
+        assert!(error.contains("--insecure-registry"), "{error}");
+        assert!(error.contains(expected), "{error}");
+        assert!(error.contains("127.0.0.1:5000"), "the error shows the expected form: {error}");
+    }
+
+    #[test]
+    fn namespace_selector_syntax_checked() {
+        let error = Options::try_parse_from(["s", "--namespace-selector", "==="]).unwrap_err();
+        let message = error.to_string();
+
+        assert!(message.contains("--namespace-selector"), "{message}");
+        assert!(message.contains("no label key"), "{message}");
+        assert!(message.contains(DEFAULT_NAMESPACE_SELECTOR), "{message}");
+        assert_eq!(error.exit_code(), 2, "clap exits with the status of a configuration error");
+        assert!(Options::try_parse_from(["s", "--namespace-selector=tier in (hub,edge),!skip"]).is_ok());
+    }
+
+    #[rstest::rstest]
+    #[case::underscore_and_uppercase("Bad_NS")]
+    #[case::leading_dash("-ns")]
+    #[case::too_long("a123456789012345678901234567890123456789012345678901234567890123")]
+    #[case::empty_in_list("a,,b")]
+    fn namespace_name_checked(#[case] value: &str) {
+        let error = Options::try_parse_from(["s", &format!("--namespace={value}")]).unwrap_err();
+        let message = error.to_string();
+
+        assert!(message.contains("--namespace"), "{message}");
+        assert!(message.contains("invalid namespace name"), "{message}");
+        assert_eq!(error.exit_code(), 2);
     }
 }

@@ -7,14 +7,16 @@
 //!  discovery ─► rows; images with a patch-versioned tag ─► by source repository
 //!  registry: one tag list per repository ─► newest patch per image ─► digests
 //!  auto policy ─► approvals ─► statuses ─► rollout
-//!  state: unannounced patches ─► claim ─► Slack ─► confirm or release
+//!  state: unannounced patches, unnotified approvals errors ─► claim ─► Slack ─► confirm or release
 //!  report ─► stdout (by the caller) and ConfigMap image-patch-report
 //! ```
 //!
-//! Only a missing Slack Secret, an unusable registry setup and an unreachable API
-//! server end a scan early with an error. An approvals document that cannot be parsed,
-//! and registry, Slack or state faults, are recorded in the report, and the next scan
-//! retries what this one could not finish.
+//! Only a missing Slack Secret, a namespace selector that the API server rejects, an
+//! unusable registry setup and an unreachable API server end a scan early with an
+//! error. An approvals document that cannot be parsed, and registry, Slack or state
+//! faults, are recorded in the report, and the next scan retries what this one could
+//! not finish. The errors of the approvals document also go to Slack, once per set of
+//! errors, even when the scan finds no new patch.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -31,8 +33,8 @@ use tracing::field::Empty;
 use crate::approvals_source;
 use crate::approve::{self, AutoApproval};
 use crate::configmap::ConfigMapStore;
-use crate::discovery::{self, NamespaceSelection, WorkloadImage};
-use crate::notice::{EntryWorkload, Notice, PatchEntry};
+use crate::discovery::{self, NamespaceSelection, SelectedNamespace, WorkloadImage};
+use crate::notice::{ApprovalsErrors, EntryWorkload, Notice, PatchEntry};
 use crate::options::{Options, RolloutMode};
 use crate::registry::{Credential, RegistryClient, RegistryConfig, credentials};
 use crate::report::{self, NoticeSummary, Report, Row, Status};
@@ -94,12 +96,7 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
     report.configuration_error = loaded.unparsable.as_ref().map(approvals_source::UnparsableDocument::report_text);
     report.errors.extend(loaded.state_errors);
 
-    let selection = if options.namespaces.is_empty() {
-        NamespaceSelection::Selector(options.namespace_selector.clone())
-    } else {
-        NamespaceSelection::Names(options.namespaces.clone())
-    };
-    let selected = discovery::select_namespaces(&client, &selection).await?;
+    let selected = select_namespaces(&client, options, &mut report).await?;
     report.namespaces = selected.iter().map(|namespace| namespace.name.clone()).collect();
     let mut images = Vec::new();
     for namespace in &report.namespaces {
@@ -142,9 +139,11 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
         entries: Vec::new(),
         rollouts: report.rollouts.clone(),
         configuration_error: loaded.unparsable.as_ref().map(|unparsable| unparsable.notice_text(controller_namespace)),
+        approvals_errors: None,
         unconfirmed_approvals: unconfirmed.iter().map(crate::rollout::UnconfirmedApproval::describe).collect(),
     };
-    report.notice = announce(&state, notice, &candidates, &auto_approved, slack_url, &scan_id, options).await;
+    let approvals_errors = ApprovalsErrors { unparsable: report.configuration_error.clone(), invalid_entries: report.approval_errors.clone() };
+    report.notice = announce(&state, notice, approvals_errors, &candidates, &auto_approved, slack_url, &scan_id, options).await;
 
     if !options.dry_run {
         let store = ConfigMapStore::new(client.clone(), controller_namespace, report::CONFIGMAP_NAME);
@@ -207,6 +206,40 @@ async fn read_slack_url(client: &kube::Client, options: &Options) -> Result<Secr
         ))
     })?;
     Ok(Secret::new(value))
+}
+
+/// Returns the namespaces that the options select. A namespace named with `--namespace`
+/// that does not exist is logged and listed in the report's discovery errors.
+async fn select_namespaces(client: &kube::Client, options: &Options, report: &mut Report) -> Result<Vec<SelectedNamespace>, ScanError> {
+    let selection = if options.namespaces.is_empty() {
+        NamespaceSelection::Selector(options.namespace_selector.clone())
+    } else {
+        NamespaceSelection::Names(options.namespaces.clone())
+    };
+    let selected = match discovery::select_namespaces(client, &selection).await {
+        Ok(selected) => selected,
+        // The options check the selector's syntax, so a rejection here means that the
+        // API server is stricter than that check.
+        Err(kube::Error::Api(status)) if status.code == 400 && matches!(selection, NamespaceSelection::Selector(_)) => {
+            return Err(ScanError::Config(format!(
+                "--namespace-selector {:?} is rejected by the API server: {}; give a label selector such as {}",
+                options.namespace_selector,
+                status.message,
+                crate::options::DEFAULT_NAMESPACE_SELECTOR
+            )));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    for name in &selected.missing {
+        tracing::warn!(namespace = %name, "namespace named with --namespace does not exist; it is not scanned");
+        report.discovery_errors.insert(name.clone(), "namespace does not exist; check the name given with --namespace (SCANNER_NAMESPACES)".to_string());
+    }
+    if let NamespaceSelection::Selector(selector) = &selection
+        && selected.namespaces.is_empty()
+    {
+        tracing::warn!(%selector, "no namespace matches --namespace-selector; label the namespaces to scan, or name them with --namespace");
+    }
+    Ok(selected.namespaces)
 }
 
 fn registry_config(options: &Options) -> RegistryConfig {
@@ -583,10 +616,13 @@ fn build_rows(
         .collect()
 }
 
-/// Announces the candidates that no scan announced before, and returns what happened.
+/// Announces the candidates that no scan announced before, and the approvals errors
+/// unless this set of errors was notified before, and returns what happened.
+#[allow(clippy::too_many_arguments)]
 async fn announce(
     state: &StateStore,
     mut notice: Notice,
+    approvals_errors: ApprovalsErrors,
     candidates: &BTreeMap<PatchKey, Candidate>,
     auto_approved: &BTreeMap<PatchKey, String>,
     slack_url: Option<Secret>,
@@ -595,15 +631,19 @@ async fn announce(
 ) -> NoticeSummary {
     let mut summary = NoticeSummary::default();
     let keys: BTreeSet<PatchKey> = candidates.keys().cloned().collect();
+    let error_texts = approvals_errors.texts();
     let now = Utc::now();
 
-    let new = if options.dry_run {
-        state.read().await.map(|document| document.unannounced(&keys, scan_id, now, options.claim_ttl))
+    let claimed = if options.dry_run {
+        state.read().await.map(|document| {
+            let new = document.unannounced(&keys, scan_id, now, options.claim_ttl);
+            (new, document.errors_unnotified(&error_texts, scan_id, now, options.claim_ttl))
+        })
     } else {
-        claim(state, &keys, scan_id, now, options).await
+        claim(state, &keys, &error_texts, scan_id, now, options).await
     };
-    let new = match new {
-        Ok(new) => new,
+    let (new, send_errors) = match claimed {
+        Ok(claimed) => claimed,
         Err(error) => {
             tracing::warn!(configmap = crate::state::CONFIGMAP_NAME, %error, "cannot read or claim the state; nothing is announced, and the next scan retries");
             summary.error = Some(error.to_string());
@@ -611,6 +651,9 @@ async fn announce(
         }
     };
     notice.entries = new.iter().map(|key| patch_entry(key, &candidates[key], auto_approved.get(key))).collect();
+    if send_errors {
+        notice.approvals_errors = Some(approvals_errors);
+    }
     let messages = notice.to_messages();
     if messages.is_empty() {
         return summary;
@@ -646,6 +689,7 @@ async fn announce(
     }
 
     let undelivered: BTreeSet<&PatchKey> = messages[failed_from..].iter().flat_map(|message| &message.patches).collect();
+    let errors_delivered = send_errors && !messages[failed_from..].iter().any(|message| message.approvals_errors);
     let delivered: BTreeMap<PatchKey, Option<String>> = new
         .iter()
         .filter(|key| !undelivered.contains(key))
@@ -654,6 +698,9 @@ async fn announce(
     let result = state
         .update_with_retry(&crate::state::UPDATE_RETRY, |document| {
             document.confirm(scan_id, &delivered, Utc::now());
+            if errors_delivered {
+                document.record_errors(&error_texts, Utc::now());
+            }
             true
         })
         .await;
@@ -661,7 +708,8 @@ async fn announce(
         Ok(_) => summary.announced = delivered.into_keys().collect(),
         Err(error) => {
             // NOTE: when every attempt fails, Slack has the message but the state does not, so the
-            // first scan after this scan's claim expires (--claim-ttl) announces these patches again.
+            // first scan after this scan's claim expires (--claim-ttl) announces these patches,
+            // and the approvals errors, again.
             let patches = delivered.keys().map(|key| format!("{}:{}", key.repository, key.patch)).collect::<Vec<_>>().join(", ");
             tracing::error!(
                 configmap = crate::state::CONFIGMAP_NAME,
@@ -675,20 +723,36 @@ async fn announce(
     summary
 }
 
-/// Claims the unannounced candidates for this scan; a conflict re-reads and drops what another scan claimed.
-async fn claim(state: &StateStore, keys: &BTreeSet<PatchKey>, scan_id: &str, now: DateTime<Utc>, options: &Options) -> Result<BTreeSet<PatchKey>, crate::state::StateError> {
+/// Claims the unannounced candidates, and the approvals errors `errors` unless they were
+/// notified, for this scan; a conflict re-reads and drops what another scan claimed.
+/// Returns the claimed candidates and whether the errors were claimed.
+async fn claim(
+    state: &StateStore,
+    keys: &BTreeSet<PatchKey>,
+    errors: &[String],
+    scan_id: &str,
+    now: DateTime<Utc>,
+    options: &Options,
+) -> Result<(BTreeSet<PatchKey>, bool), crate::state::StateError> {
     let mut new = BTreeSet::new();
+    let mut send_errors = false;
     state
         .update(|document| {
             new = document.unannounced(keys, scan_id, now, options.claim_ttl);
-            if new.is_empty() {
-                return false;
+            send_errors = document.errors_unnotified(errors, scan_id, now, options.claim_ttl);
+            // A scan without errors clears the notified set, so that errors that return are notified again.
+            let cleared = errors.is_empty() && document.clear_errors();
+            if new.is_empty() && !send_errors {
+                return cleared;
             }
             document.claim(scan_id, &new, now, options.claim_ttl);
+            if send_errors {
+                document.claim_errors(scan_id, errors);
+            }
             true
         })
         .await?;
-    Ok(new)
+    Ok((new, send_errors))
 }
 
 fn patch_entry(key: &PatchKey, candidate: &Candidate, auto_approved_by: Option<&String>) -> PatchEntry {

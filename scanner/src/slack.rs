@@ -177,7 +177,7 @@ mod tests {
     }
 
     fn message() -> SlackMessage {
-        SlackMessage { payload: json!({"text": "hello", "blocks": []}), patches: BTreeSet::new() }
+        SlackMessage { payload: json!({"text": "hello", "blocks": []}), patches: BTreeSet::new(), approvals_errors: false }
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Which patches were announced, in the ConfigMap `image-patch-state` (key `state.json`),
-//! and the last approvals document that parsed, which a scan falls back to when the
-//! approvals ConfigMap contains a document that cannot be parsed.
+//! which configuration errors of the approvals document were notified, and the last
+//! approvals document that parsed, which a scan falls back to when the approvals
+//! ConfigMap contains a document that cannot be parsed.
 //!
 //! A patch counts as announced only once Slack accepted the message, yet two scans
 //! that run at once must not both send it. So a scan first *claims* the patches it is
@@ -8,6 +9,10 @@
 //! scan that loses the race re-reads and drops what the winner claimed. After Slack
 //! responded, the claim turns into `announced` records, or is released on failure so
 //! the next scan retries. A claim of a scan that died is ignored after its TTL.
+//!
+//! Configuration errors follow the same steps as one unit: a scan claims, sends and
+//! records the sorted set of error texts. A set is thus notified once, and again only
+//! after it changed or after a scan found no errors and cleared the record.
 //!
 //! ```text
 //!  read ─► unannounced ─► claim (rv) ─► send ─┬─ ok ────► confirm: claim → announced
@@ -69,6 +74,19 @@ pub struct Claim {
     pub claimed_at: DateTime<Utc>,
     /// The claimed patches.
     pub patches: Vec<PatchKey>,
+    /// The claimed set of configuration errors, empty when the scan claimed none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configuration_errors: Vec<String>,
+}
+
+/// A set of configuration errors that Slack accepted a notice for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifiedErrors {
+    /// The error texts, sorted.
+    pub errors: Vec<String>,
+    /// When Slack accepted the notice.
+    pub notified_at: DateTime<Utc>,
 }
 
 /// The state document.
@@ -84,6 +102,9 @@ pub struct StateDocument {
     /// The last approvals document that parsed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_good_approvals: Option<LastGoodApprovals>,
+    /// The configuration errors notified last, until a scan finds none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified_configuration_errors: Option<NotifiedErrors>,
 }
 
 /// An approvals document that parsed, as a scan read it from the approvals ConfigMap.
@@ -127,7 +148,44 @@ impl StateDocument {
     /// Records `scan_id`'s claim on `patches`, replacing its earlier one and dropping expired claims.
     pub fn claim(&mut self, scan_id: &str, patches: &BTreeSet<PatchKey>, now: DateTime<Utc>, claim_ttl: Duration) {
         self.claims.retain(|claim| claim.scan_id != scan_id && is_live(claim, now, claim_ttl));
-        self.claims.push(Claim { scan_id: scan_id.to_string(), claimed_at: now, patches: patches.iter().cloned().collect() });
+        self.claims.push(Claim {
+            scan_id: scan_id.to_string(),
+            claimed_at: now,
+            patches: patches.iter().cloned().collect(),
+            configuration_errors: Vec::new(),
+        });
+    }
+
+    /// Checks whether `errors` (sorted) is a set that is neither notified nor claimed
+    /// by a live claim of another scan. An empty set is never to be notified.
+    pub fn errors_unnotified(&self, errors: &[String], scan_id: &str, now: DateTime<Utc>, claim_ttl: Duration) -> bool {
+        if errors.is_empty() {
+            return false;
+        }
+        let notified = self.notified_configuration_errors.as_ref().is_some_and(|record| record.errors == errors);
+        let claimed = self
+            .claims
+            .iter()
+            .any(|claim| claim.scan_id != scan_id && is_live(claim, now, claim_ttl) && claim.configuration_errors == errors);
+        !notified && !claimed
+    }
+
+    /// Adds `errors` to `scan_id`'s claim, which [`StateDocument::claim`] made first.
+    pub fn claim_errors(&mut self, scan_id: &str, errors: &[String]) {
+        if let Some(claim) = self.claims.iter_mut().find(|claim| claim.scan_id == scan_id) {
+            claim.configuration_errors = errors.to_vec();
+        }
+    }
+
+    /// Records `errors` as the notified set, replacing the set notified before.
+    pub fn record_errors(&mut self, errors: &[String], now: DateTime<Utc>) {
+        self.notified_configuration_errors = Some(NotifiedErrors { errors: errors.to_vec(), notified_at: now });
+    }
+
+    /// Clears the notified set, so that the next configuration error is notified even
+    /// when it equals the last one. Returns `false`, and changes nothing, when none is recorded.
+    pub fn clear_errors(&mut self) -> bool {
+        self.notified_configuration_errors.take().is_some()
     }
 
     /// Turns the claimed `patches` into announced records and drops `scan_id`'s claim.
@@ -345,6 +403,73 @@ mod tests {
         let recorded = document.last_good_approvals.as_ref().unwrap();
         assert_eq!(recorded.document, "policies: []\n");
         assert_eq!(recorded.recorded_at, at(2));
+    }
+
+    fn errors(texts: &[&str]) -> Vec<String> {
+        texts.iter().map(|text| text.to_string()).collect()
+    }
+
+    #[test]
+    fn errors_notified_once_per_set() {
+        let mut document = StateDocument::default();
+        let first = errors(&["approvals[0] (line 2): patch is invalid"]);
+        let changed = errors(&["approvals[0] (line 2): patch is invalid", "approvals[1] (line 6): namespaces is empty"]);
+
+        let before = document.errors_unnotified(&first, "scan-a", at(0), TTL);
+        document.record_errors(&first, at(0));
+        let same_again = document.errors_unnotified(&first, "scan-b", at(1), TTL);
+        let after_change = document.errors_unnotified(&changed, "scan-b", at(1), TTL);
+
+        assert!(before);
+        assert!(!same_again);
+        assert!(after_change);
+        assert!(!document.errors_unnotified(&[], "scan-a", at(0), TTL), "an empty set is never notified");
+    }
+
+    #[test]
+    fn errors_cleared_are_notified_again() {
+        let mut document = StateDocument::default();
+        let set = errors(&["approvals document is invalid"]);
+        document.record_errors(&set, at(0));
+
+        let cleared = document.clear_errors();
+        let cleared_twice = document.clear_errors();
+
+        assert!(cleared);
+        assert!(!cleared_twice, "nothing to clear costs no write");
+        assert!(document.errors_unnotified(&set, "scan-b", at(1), TTL));
+    }
+
+    #[test]
+    fn errors_live_claim_of_other_scan_blocks() {
+        let mut document = StateDocument::default();
+        let set = errors(&["approvals document is invalid"]);
+        document.claim("scan-a", &BTreeSet::new(), at(0), TTL);
+        document.claim_errors("scan-a", &set);
+
+        assert!(!document.errors_unnotified(&set, "scan-b", at(1), TTL));
+        assert!(document.errors_unnotified(&set, "scan-a", at(1), TTL), "a scan's own claim does not block it");
+        assert!(document.errors_unnotified(&set, "scan-b", at(16), TTL), "an expired claim is ignored");
+        document.release("scan-a");
+        assert!(document.errors_unnotified(&set, "scan-b", at(1), TTL), "a released claim is ignored");
+    }
+
+    #[test]
+    fn notified_errors_round_trip() {
+        let mut document = StateDocument::default();
+        document.record_errors(&errors(&["approvals[0] (line 2): bad"]), at(0));
+        document.claim("scan-a", &BTreeSet::new(), at(0), TTL);
+        document.claim_errors("scan-a", &errors(&["x"]));
+
+        let text = serde_json::to_string(&document).unwrap();
+        let parsed: StateDocument = serde_json::from_str(&text).unwrap();
+        let older: StateDocument = serde_json::from_str(r#"{"announced": [], "claims": [{"scanId": "a", "claimedAt": "2025-01-01T12:00:00Z", "patches": []}]}"#).unwrap();
+
+        assert!(text.contains(r#""notifiedConfigurationErrors":{"errors":["approvals[0] (line 2): bad"]"#), "{text}");
+        assert!(text.contains(r#""configurationErrors":["x"]"#), "{text}");
+        assert_eq!(parsed, document);
+        assert_eq!(older.notified_configuration_errors, None);
+        assert!(older.claims[0].configuration_errors.is_empty());
     }
 
     #[test]

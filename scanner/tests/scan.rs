@@ -579,3 +579,116 @@ async fn rollout_skips_audit_and_controller_namespaces() {
     let table = stack.config_map_data("image-patch-report", "report.txt").await.unwrap();
     assert!(table.contains("rollout skipped: payments/Deployment/audited: not rolled out, because namespace payments is in audit mode"), "{table}");
 }
+
+/// Returns the `state.json` of the state ConfigMap, or an empty text when there is none.
+async fn state_text(stack: &common::Stack) -> String {
+    stack.config_map_data("image-patch-state", "state.json").await.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn unparsable_approvals_notified_once() {
+    let stack = common::start(false).await;
+    let garbage = "approvals: [unclosed";
+    stack.set_approvals(garbage).await;
+
+    let first = stack.scan(&[]).await.unwrap();
+    let second = stack.scan(&[]).await.unwrap();
+
+    assert!(scanner::scan::check_configuration(&first).is_err(), "the binary still exits with status 2");
+    assert!(scanner::scan::check_configuration(&second).is_err());
+    assert_eq!(first.notice.messages_sent, 1, "{:?}", first.notice);
+    assert_eq!(second.notice.messages_sent, 0, "{:?}", second.notice);
+    assert_eq!(stack.slack.delivered().len(), 1);
+    let text = delivered_text(&stack.slack);
+    assert!(text.contains("Cannot be parsed: ConfigMap image-patch-system/image-patch-approvals, key approvals.yaml"), "{text}");
+    assert!(text.contains("line 1 column"), "{text}");
+    assert!(text.contains("0 new patch(es)"), "{text}");
+    assert!(state_text(&stack).await.contains("notifiedConfigurationErrors"));
+
+    stack.set_approvals("approvals: []\n").await;
+    let fixed = stack.scan(&[]).await.unwrap();
+
+    assert!(scanner::scan::check_configuration(&fixed).is_ok());
+    assert_eq!(stack.slack.delivered().len(), 1, "a fixed document sends nothing");
+    assert!(!state_text(&stack).await.contains("notifiedConfigurationErrors"), "the fix clears the record");
+
+    stack.set_approvals(garbage).await;
+    stack.scan(&[]).await.unwrap();
+
+    assert_eq!(stack.slack.delivered().len(), 2, "the same error after a fix is notified again");
+}
+
+#[tokio::test]
+async fn invalid_approval_entries_notified() {
+    let stack = common::start(false).await;
+    let registry = stack.proxy.address().to_string();
+    let misspelled = format!("  - image: {registry}/{QUOTING}\n    version: v10.4.0\n    patch: v10.4.0.2-pach\n");
+    let nowhere = format!("  - image: {registry}/mojaloop/central-ledger\n    version: v17.0.0\n    patch: v17.0.0.1-patch\n    namespaces: []\n");
+    stack.set_approvals(&format!("approvals:\n{misspelled}{nowhere}")).await;
+
+    let first = stack.scan(&[]).await.unwrap();
+    let second = stack.scan(&[]).await.unwrap();
+
+    assert!(scanner::scan::check_configuration(&first).is_ok(), "invalid entries keep exit status 0");
+    assert_eq!(first.approval_errors.len(), 2, "{:?}", first.approval_errors);
+    assert_eq!(first.notice.messages_sent, 1, "{:?}", first.notice);
+    assert_eq!(second.notice.messages_sent, 0, "{:?}", second.notice);
+    assert_eq!(stack.slack.delivered().len(), 1);
+    let text = delivered_text(&stack.slack);
+    for error in &first.approval_errors {
+        assert!(text.contains(&format!("• {error}")), "the notice lists {error:?} as the report does:\n{text}");
+    }
+    assert!(text.contains("approvals[0] (line 2)"), "{text}");
+    assert!(text.contains("v10.4.0.2-pach"), "{text}");
+    assert!(text.contains("approvals[1] (line 5): namespaces is empty"), "{text}");
+
+    // Fixing one entry changes the set of errors, which is then notified again.
+    let fixed = misspelled.replace("v10.4.0.2-pach", "v10.4.0.2-patch");
+    stack.set_approvals(&format!("approvals:\n{fixed}{nowhere}")).await;
+    let changed = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(changed.approval_errors.len(), 1, "{:?}", changed.approval_errors);
+    let delivered = stack.slack.delivered();
+    assert_eq!(delivered.len(), 2);
+    let last = delivered.last().unwrap().text().unwrap_or_default().to_string();
+    assert!(last.contains("approvals[1] (line 5): namespaces is empty"), "{last}");
+    assert!(!last.contains("v10.4.0.2-pach"), "{last}");
+}
+
+#[tokio::test]
+async fn slack_outage_then_errors_notified() {
+    let stack = common::start(false).await;
+    stack.set_approvals("approvals: [unclosed").await;
+    // The test options allow two Slack attempts, so both fail.
+    stack.slack.reply_next(testsupport::slack::Reply::ServerError, 2);
+
+    let outage = stack.scan(&[]).await.unwrap();
+
+    assert!(outage.notice.error.is_some(), "{:?}", outage.notice);
+    assert!(stack.slack.delivered().is_empty());
+    assert_eq!(stack.slack.messages().len(), 2, "both attempts reached the receiver");
+    let state = state_text(&stack).await;
+    assert!(!state.contains("notifiedConfigurationErrors"), "an outage records nothing: {state}");
+    assert!(!state.contains("configurationErrors"), "the claim is released: {state}");
+
+    let recovered = stack.scan(&[]).await.unwrap();
+    let again = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(recovered.notice.messages_sent, 1, "{:?}", recovered.notice);
+    assert_eq!(again.notice.messages_sent, 0, "{:?}", again.notice);
+    assert_eq!(stack.slack.delivered().len(), 1);
+    assert!(delivered_text(&stack.slack).contains("Cannot be parsed: ConfigMap image-patch-system/image-patch-approvals"));
+}
+
+#[tokio::test]
+async fn missing_namespace_reported() {
+    let stack = common::start(false).await;
+
+    let report = stack.scan(&["--namespace=absent,mojaloop"]).await.unwrap();
+
+    assert_eq!(report.namespaces, [MOJALOOP]);
+    let error = report.discovery_errors.get("absent").map(String::as_str).unwrap_or_default();
+    assert!(error.contains("namespace does not exist"), "{:?}", report.discovery_errors);
+    assert!(error.contains("--namespace"), "{error}");
+    assert!(report.to_table().contains("discovery error: namespace absent: namespace does not exist"));
+}

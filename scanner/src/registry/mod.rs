@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use common::Repository;
 use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, LINK};
@@ -101,6 +102,17 @@ pub enum RegistryError {
         /// The transport error and its causes.
         message: String,
     },
+    /// The registry's `/v2/` endpoint, which every lookup requests first, could not be
+    /// reached: no connection, no TLS handshake, or no response within the timeout.
+    #[error("cannot reach the registry {registry} over {scheme}: {message}{}", plain_http_hint(.registry, .scheme))]
+    Unreachable {
+        /// The registry host.
+        registry: String,
+        /// `https`, or `http` for a registry named with `--insecure-registry`.
+        scheme: &'static str,
+        /// The transport error and its causes.
+        message: String,
+    },
     /// The token request failed.
     #[error("authentication at {registry} failed: {message}")]
     Authentication {
@@ -125,6 +137,14 @@ pub enum RegistryError {
         /// The failure of the next page.
         cause: Box<RegistryError>,
     },
+}
+
+fn plain_http_hint(registry: &str, scheme: &str) -> String {
+    if scheme == "https" {
+        format!("; if the registry serves plain HTTP, pass --insecure-registry {registry}")
+    } else {
+        String::new()
+    }
 }
 
 fn retry_after_text(retry_after: &Option<Duration>) -> String {
@@ -218,6 +238,11 @@ impl RegistryClient {
         match self.oci.auth(reference, &auth, RegistryOperation::Pull).await {
             Ok(Some(token)) => Ok(Authorization::Bearer(Secret::new(token))),
             Ok(None) => Ok(credential.map_or(Authorization::Anonymous, |credential| Authorization::Basic(credential.clone()))),
+            // oci-client first sends `GET /v2/`; a transport failure there is no authentication failure.
+            Err(OciDistributionError::RequestError(error)) if error.is_connect() || error.is_timeout() || error.is_request() => {
+                let registry = reference.resolve_registry();
+                Err(RegistryError::Unreachable { registry: registry.to_string(), scheme: self.scheme(registry), message: shorten(&error_chain(&error)) })
+            }
             Err(error) => Err(RegistryError::Authentication {
                 registry: reference.resolve_registry().to_string(),
                 message: shorten(&error.to_string()),
@@ -514,5 +539,33 @@ mod tests {
         let digest = client(&address).manifest_digest(&repository(&address), "v1.0.0.1-patch", &[]).await.unwrap();
 
         assert_eq!(digest, "sha256:0123");
+    }
+
+    #[tokio::test]
+    async fn plain_http_registry_over_https_suggests_insecure() {
+        let (address, calls) = fake_registry(vec![(200, r#"{"tags": ["v1.0.0"]}"#, None)]).await;
+        let mut config = client(&address).config;
+        config.insecure.clear();
+        let secure = RegistryClient::new(config).unwrap();
+
+        let error = secure.list_tags(&repository(&address), &[]).await.unwrap_err();
+
+        let message = error.to_string();
+        assert!(matches!(error, RegistryError::Unreachable { scheme: "https", .. }), "{error:?}");
+        assert!(!message.contains("authentication"), "{message}");
+        assert!(message.starts_with(&format!("cannot reach the registry {address} over https: ")), "{message}");
+        assert!(message.ends_with(&format!("; if the registry serves plain HTTP, pass --insecure-registry {address}")), "{message}");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn closed_insecure_registry_has_no_hint() {
+        let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+
+        let error = client(&address).list_tags(&repository(&address), &[]).await.unwrap_err();
+
+        let message = error.to_string();
+        assert!(message.starts_with(&format!("cannot reach the registry {address} over http: ")), "{message}");
+        assert!(!message.contains("--insecure-registry"), "{message}");
     }
 }
