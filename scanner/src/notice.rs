@@ -86,7 +86,8 @@ pub struct Notice {
     pub configuration_error: Option<String>,
     /// Errors of the approvals document that were not notified before, sent in full.
     pub approvals_errors: Option<ApprovalsErrors>,
-    /// Digest-pinned approvals that this scan did not roll out, one description each.
+    /// Approvals that this scan did not roll out, because the registry does not serve their
+    /// tag or digest, one description each.
     pub unconfirmed_approvals: Vec<String>,
 }
 
