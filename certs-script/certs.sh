@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Creates or renews the webhook's serving certificate with openssl and kubectl.
 #
-# A CA is created once and kept (in the Secret <secret>-ca, or in --dir with --files-only)
-# unless --rotate-ca is given. The serving certificate is issued by that CA for the
-# Service's DNS names and reissued only when it is missing, signed by another CA, missing
-# a name, or expiring within --renew-days. The script then stores it in the TLS Secret and
-# writes the CA into the caBundle of every webhook of the MutatingWebhookConfiguration.
-# Running it twice in a row changes nothing the second time.
+# A CA is created once and kept (in the Secret <secret>-ca, or in --dir with --files-only).
+# It is replaced when --rotate-ca is given, when it expires within --renew-days, or when it
+# would expire before a serving certificate that must be issued now. The serving
+# certificate is issued by that CA for the Service's DNS names and reissued only when it is
+# missing, signed by another CA, missing a name, or expiring within --renew-days. The
+# script then stores it in the TLS Secret and writes the CA into the caBundle of every
+# webhook of the MutatingWebhookConfiguration. Running it twice in a row changes nothing
+# the second time.
+#
+# When kubectl fails to read the Secrets or the MutatingWebhookConfiguration for any reason
+# but "not found" (a wrong context, an unreachable API server, a denied get), the script
+# stops with kubectl's error before it writes a file or an object.
 set -euo pipefail
 
 usage() {
@@ -28,7 +34,10 @@ Usage: certs.sh [options]
                            cluster has none
       --files-only         use DIR only: no kubectl (requires --dir)
       --rotate-ca          create a new CA and a new serving certificate; the old
-                           CA stays in the caBundle until the next rotation
+                           CA stays in the caBundle until the next rotation. The
+                           CA is also rotated without this option when it expires
+                           within --renew-days, or before a serving certificate
+                           issued now for --days would
       --days N             validity of the serving certificate in days, 1 to 3650
                            (default 365)
       --renew-days N       reissue when it expires within N days, 0 to --days
@@ -231,12 +240,49 @@ umask 077
 
 dns_names=("$service" "$service.$namespace" "$service.$namespace.svc" "$service.$namespace.svc.cluster.local" "${extra_dns[@]}")
 
-# Copies the Secret's key KEY, base64-decoded, to FILE. Fails when the Secret or key is absent.
+# kubectl_read_failed OBJECT RESOURCE: prints kubectl's error output for reading OBJECT and
+# the checks to make, with RESOURCE as kubectl auth can-i takes it, then exits with status 1.
+kubectl_read_failed() {
+  local object=$1 resource=$2
+  {
+    echo "certs.sh: kubectl failed to read $object, so nothing was changed. kubectl's error:"
+    sed 's/^/  /' "$work/kubectl.err"
+    echo "certs.sh: check that the kubectl context exists (kubectl config get-contexts; select one with --context), that the API server is reachable (kubectl cluster-info), and that you may read it (kubectl auth can-i get $resource), then run this script again."
+  } >&2
+  exit 1
+}
+
+# Copies the Secret's key KEY, base64-decoded, to FILE. Fails when the Secret or key is
+# absent, and exits through kubectl_read_failed on any other kubectl error.
 secret_key_to_file() {
   local name=$1 key=$2 file=$3 value
-  value=$(kube -n "$namespace" get secret "$name" -o "jsonpath={.data.${key//./\\.}}" 2>/dev/null) || return 1
+  if ! value=$(kube -n "$namespace" get secret "$name" --ignore-not-found \
+      -o "jsonpath={.data.${key//./\\.}}" 2>"$work/kubectl.err"); then
+    kubectl_read_failed "Secret $namespace/$name" "secrets -n $namespace"
+  fi
   [[ -n $value ]] || return 1
   printf '%s' "$value" | base64 -d >"$file"
+}
+
+# Reads the MutatingWebhookConfiguration into webhook_count (its number of webhooks, empty
+# when it does not exist) and current_bundles (each webhook's caBundle, one a line).
+load_webhook_config() {
+  local listing
+  # The literal "found:" distinguishes an existing configuration from a missing one, for
+  # which --ignore-not-found prints nothing.
+  if ! listing=$(kube get mutatingwebhookconfiguration "$webhook_config" --ignore-not-found \
+      -o 'jsonpath=found:{range .webhooks[*]}x{end}' 2>"$work/kubectl.err"); then
+    kubectl_read_failed "MutatingWebhookConfiguration $webhook_config" "mutatingwebhookconfigurations"
+  fi
+  webhook_count=
+  current_bundles=
+  [[ -n $listing ]] || return 0
+  listing=${listing#found:}
+  webhook_count=${#listing}
+  if ! current_bundles=$(kube get mutatingwebhookconfiguration "$webhook_config" \
+      -o jsonpath='{range .webhooks[*]}{.clientConfig.caBundle}{"\n"}{end}' 2>"$work/kubectl.err"); then
+    kubectl_read_failed "MutatingWebhookConfiguration $webhook_config" "mutatingwebhookconfigurations"
+  fi
 }
 
 # Loads the current state into $work: from the cluster unless --files-only, else from --dir.
@@ -250,6 +296,7 @@ load_existing() {
     if ! { secret_key_to_file "$secret" tls.crt "$work/tls.crt" && secret_key_to_file "$secret" tls.key "$work/tls.key"; }; then
       rm -f "$work/tls.crt" "$work/tls.key"
     fi
+    load_webhook_config
   fi
   if [[ -n $dir && ! -f $work/ca.crt ]]; then
     for file in ca.crt ca.key ca-previous.crt tls.crt tls.key; do
@@ -259,6 +306,13 @@ load_existing() {
   if [[ ! -f $work/ca.crt || ! -f $work/ca.key ]]; then
     rm -f "$work/ca.crt" "$work/ca.key"
   fi
+}
+
+# Moves the current CA to ca-previous.crt and creates a new one.
+replace_ca() {
+  mv "$work/ca.crt" "$work/ca-previous.crt"
+  rm -f "$work/ca.key"
+  create_ca
 }
 
 create_ca() {
@@ -285,6 +339,20 @@ serving_cert_is_current() {
   [[ $(openssl x509 -in "$work/tls.crt" -noout -pubkey) == $(openssl pkey -in "$work/tls.key" -pubout) ]]
 }
 
+# Prints why the current CA must be replaced, or nothing when it may stay. The webhook
+# stops working when its CA expires, even when the serving certificate is still valid.
+ca_renewal_reason() {
+  local end
+  end=$(openssl x509 -in "$work/ca.crt" -noout -enddate 2>/dev/null) || end="notAfter=unknown"
+  end=${end#notAfter=}
+  if ! openssl x509 -in "$work/ca.crt" -noout -checkend $((renew_days * 86400)) >/dev/null 2>&1; then
+    echo "it expires on $end, within --renew-days $renew_days"
+  elif ! serving_cert_is_current \
+      && ! openssl x509 -in "$work/ca.crt" -noout -checkend $((days * 86400)) >/dev/null 2>&1; then
+    echo "it expires on $end, before a serving certificate issued now for --days $days would"
+  fi
+}
+
 issue_serving_cert() {
   local san="" name address common_name="$service.$namespace.svc"
   for name in "${dns_names[@]}"; do san+="DNS:$name,"; done
@@ -302,11 +370,16 @@ issue_serving_cert() {
 
 load_existing
 
+ca_reason=
+if [[ -f $work/ca.crt ]] && ! $rotate_ca; then
+  ca_reason=$(ca_renewal_reason)
+fi
 if $rotate_ca && [[ -f $work/ca.crt ]]; then
-  mv "$work/ca.crt" "$work/ca-previous.crt"
-  rm -f "$work/ca.key"
-  create_ca
+  replace_ca
   say "CA rotated; the previous CA stays in the caBundle until the next rotation"
+elif [[ -n $ca_reason ]]; then
+  replace_ca
+  say "CA rotated because $ca_reason; the previous CA stays in the caBundle until the next rotation"
 elif [[ -f $work/ca.crt ]]; then
   say "CA kept ($(openssl x509 -in "$work/ca.crt" -noout -enddate))"
 else
@@ -346,22 +419,21 @@ kube -n "$namespace" create secret generic "$secret-ca" "${ca_files[@]}" --dry-r
 kube -n "$namespace" create secret tls "$secret" --cert="$work/tls.crt" --key="$work/tls.key" --dry-run=client -o yaml \
   | kube apply -f - | sed 's/^/certs.sh: /'
 
-if ! count=$(kube get mutatingwebhookconfiguration "$webhook_config" -o jsonpath='{range .webhooks[*]}x{end}' 2>/dev/null); then
+if [[ -z $webhook_count ]]; then
   say "MutatingWebhookConfiguration $webhook_config not found; apply it and run this script again to set its caBundle"
   exit 0
 fi
 bundle=$(base64 -w0 <"$work/ca-bundle.crt")
-current=$(kube get mutatingwebhookconfiguration "$webhook_config" -o jsonpath='{range .webhooks[*]}{.clientConfig.caBundle}{"\n"}{end}')
 patch="["
 stale=0
-for ((i = 0; i < ${#count}; i++)); do
+for ((i = 0; i < webhook_count; i++)); do
   patch+="{\"op\":\"add\",\"path\":\"/webhooks/$i/clientConfig/caBundle\",\"value\":\"$bundle\"},"
-  [[ $(sed -n "$((i + 1))p" <<<"$current") == "$bundle" ]] || stale=$((stale + 1))
+  [[ $(sed -n "$((i + 1))p" <<<"$current_bundles") == "$bundle" ]] || stale=$((stale + 1))
 done
 patch="${patch%,}]"
 if [[ $stale -eq 0 ]]; then
-  say "caBundle of mutatingwebhookconfiguration/$webhook_config unchanged (${#count} webhooks)"
+  say "caBundle of mutatingwebhookconfiguration/$webhook_config unchanged ($webhook_count webhooks)"
 else
   kube patch mutatingwebhookconfiguration "$webhook_config" --type=json -p "$patch" >/dev/null
-  say "caBundle of mutatingwebhookconfiguration/$webhook_config written ($stale of ${#count} webhooks changed)"
+  say "caBundle of mutatingwebhookconfiguration/$webhook_config written ($stale of $webhook_count webhooks changed)"
 fi

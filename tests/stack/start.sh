@@ -7,23 +7,59 @@
 # source. tests/stack/stop.sh stops it all, and with-stack.sh wraps a command in
 # both.
 #
-# Usage: tests/stack/start.sh [STATE_DIR]
+# Usage: tests/stack/start.sh [STATE_DIR]; see usage() below.
 # If starting fails or is interrupted, what was started is stopped again.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-state="${1:-${IPC_STACK_DIR:-${TMPDIR:-/tmp}/ipc-stack}}"
+# shellcheck source=tests/stack/lib.sh
+source "$here/lib.sh"
 timeout_seconds=90
 
-if [[ -s "$state/pids" ]]; then
-    while read -r _ pid; do
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "start.sh: a stack is already running from $state; run tests/stack/stop.sh $state first" >&2
-            exit 1
-        fi
-    done <"$state/pids"
+usage() {
+    cat <<'EOF'
+Usage: tests/stack/start.sh [STATE_DIR]
+
+Start etcd, kube-apiserver, kube-controller-manager, two docker-registry
+instances and a Slack receiver on 127.0.0.1, and print the path of an env file
+to source.
+
+  STATE_DIR   directory for the stack's files, logs and process ids (default
+              $IPC_STACK_DIR, else ${TMPDIR:-/tmp}/ipc-stack). It must not
+              exist, be empty, or be the state directory of an earlier stack
+              that is no longer running; such a directory is deleted and
+              created again. Any other directory is rejected and left as it is.
+  -h, --help  show this help
+
+Stop the stack with tests/stack/stop.sh STATE_DIR.
+EOF
+}
+
+parse_arguments start.sh "$@"
+
+if [[ -e "$state" && ! -d "$state" ]]; then
+    echo "start.sh: $state exists and is not a directory; give a new or empty directory as STATE_DIR" >&2
+    exit 1
 fi
-rm -rf "$state"
+if [[ -d "$state" ]] && ! is_empty_dir "$state"; then
+    # Only a state directory that start.sh created is deleted and reused.
+    if ! is_stack_state_dir "$state"; then
+        echo "start.sh: $state is not empty and has no $stack_marker file, so it is not the state directory of an earlier stack and was left as it is. Give a new or empty directory as STATE_DIR, or remove this one yourself." >&2
+        exit 1
+    fi
+    if [[ -f "$state/pids" ]]; then
+        absolute_state="$(cd "$state" && pwd)"
+        while read -r name pid start_time; do
+            if is_stack_process "$pid" "$start_time" "$absolute_state"; then
+                echo "start.sh: a stack is already running from $state ($name, process $pid); run tests/stack/stop.sh $state first" >&2
+                exit 1
+            fi
+        done <"$state/pids"
+    fi
+    rm -rf "$state"
+fi
+mkdir -p "$state"
+echo "State directory of a stack that tests/stack/start.sh started; start.sh may delete it." >"$state/$stack_marker"
 mkdir -p "$state/pki" "$state/logs"
 state="$(cd "$state" && pwd)"
 pki="$state/pki"
@@ -49,35 +85,24 @@ if [[ -z "$slack_receiver" ]]; then
     (cd "$repo" && cargo build --quiet -p image-patch-testsupport --bin ipc-slack-receiver)
     slack_receiver="${CARGO_TARGET_DIR:-$repo/target}/debug/ipc-slack-receiver"
 fi
-for program in openssl curl htpasswd /usr/bin/docker-registry; do
+for program in openssl curl htpasswd python3 /usr/bin/docker-registry; do
     if ! command -v "$program" >/dev/null; then
         echo "start.sh: $program is missing; run tests/tools/install-deps.sh" >&2
         exit 1
     fi
 done
 
-# A TCP port on 127.0.0.1 that nothing listens on and no earlier call returned.
-taken_ports=" "
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 40000))
-        [[ "$taken_ports" == *" $port "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            taken_ports+="$port "
-            echo "$port"
-            return
-        fi
-    done
-}
-
 # start NAME PROGRAM ARGS...: run in a session of its own, log to logs/NAME.log.
+# The pids file records the name, the process id and its start time, which
+# stop.sh compares before it sends a signal.
 start() {
-    local name="$1"
+    local name="$1" pid start_time
     shift
     setsid "$@" >"$state/logs/$name.log" 2>&1 </dev/null &
-    echo "$name $!" >>"$state/pids"
-    disown "$!"
+    pid=$!
+    start_time="$(process_start_time "$pid")" || start_time=-
+    echo "$name $pid $start_time" >>"$state/pids"
+    disown "$pid"
 }
 
 # wait_until NAME COMMAND...: poll COMMAND until it succeeds, failing if NAME exits.
@@ -152,15 +177,17 @@ KUBECONFIG
 }
 
 # --- control plane ----------------------------------------------------------
-etcd_url="http://127.0.0.1:$(free_port)"
-etcd_peer_url="http://127.0.0.1:$(free_port)"
+ports="$(free_ports 7)"
+read -r etcd_port etcd_peer_port apiserver_port controller_manager_port \
+    registry_port auth_registry_port slack_receiver_port <<<"$ports"
+etcd_url="http://127.0.0.1:$etcd_port"
+etcd_peer_url="http://127.0.0.1:$etcd_peer_port"
 start etcd "$tools/etcd" --name=default --data-dir="$state/etcd" \
     --listen-client-urls="$etcd_url" --advertise-client-urls="$etcd_url" \
     --listen-peer-urls="$etcd_peer_url" --initial-advertise-peer-urls="$etcd_peer_url" \
     --initial-cluster="default=$etcd_peer_url" --unsafe-no-fsync=true --log-level=warn
 wait_until etcd curl -sf "$etcd_url/health"
 
-apiserver_port="$(free_port)"
 server="https://127.0.0.1:$apiserver_port"
 start kube-apiserver "$tools/kube-apiserver" \
     --etcd-servers="$etcd_url" --cert-dir="$state/apiserver-certs" \
@@ -180,7 +207,7 @@ start kube-controller-manager "$tools/kube-controller-manager" \
     --kubeconfig="$state/controller-manager.kubeconfig" \
     --authentication-kubeconfig="$state/controller-manager.kubeconfig" \
     --authorization-kubeconfig="$state/controller-manager.kubeconfig" \
-    --cert-dir="$state/controller-manager-certs" --secure-port="$(free_port)" --bind-address=127.0.0.1 \
+    --cert-dir="$state/controller-manager-certs" --secure-port="$controller_manager_port" --bind-address=127.0.0.1 \
     --use-service-account-credentials=true \
     --controllers='*,-cloud-node-lifecycle-controller,-service-lb-controller,-node-route-controller' \
     --service-account-private-key-file="$pki/service-account.key" --root-ca-file="$pki/ca.crt" \
@@ -213,11 +240,9 @@ CONFIG
         printf 'auth:\n  htpasswd:\n    realm: image-patch-test\n    path: %s\n' "$htpasswd"
     fi
 }
-registry_port="$(free_port)"
 registry_config registry "$registry_port" >"$state/registry.yml"
 start registry /usr/bin/docker-registry serve "$state/registry.yml"
 
-auth_registry_port="$(free_port)"
 auth_registry_user=ci
 auth_registry_password="$(openssl rand -hex 12)"
 htpasswd -bBnC 4 "$auth_registry_user" "$auth_registry_password" | sed '/^$/d' >"$state/htpasswd"
@@ -229,11 +254,11 @@ auth_probe() { [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$a
 wait_until auth-registry auth_probe
 
 # --- Slack receiver ---------------------------------------------------------
-start slack-receiver "$slack_receiver" --addr "127.0.0.1:$(free_port)" --url-file "$state/slack-url"
+start slack-receiver "$slack_receiver" --addr "127.0.0.1:$slack_receiver_port" --url-file "$state/slack-url"
 wait_until slack-receiver test -s "$state/slack-url"
 
 cat >"$state/env" <<ENV
-# Written by tests/stack/start.sh. Source it in a shell.
+$stack_env_header
 export IPC_STACK_DIR='$state'
 export IPC_TOOLS_DIR='$tools'
 export PATH='$tools':"\$PATH"

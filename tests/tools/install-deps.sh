@@ -3,9 +3,10 @@
 # docker-registry runs the OCI registries, openssl makes the control plane's
 # certificates, and ca-certificates lets build.sh download Go modules. start.sh
 # also uses curl to wait for readiness and htpasswd from apache2-utils to write
-# the registry's bcrypt password file. The benchmarks load the webhook with wrk
-# and measure the scanner with /usr/bin/time. The script reads the package index
-# once and installs only what is missing, so a second run is quiet.
+# the registry's bcrypt password file, and python3 to find free ports. The
+# benchmarks load the webhook with wrk and measure the scanner with
+# /usr/bin/time. The script reads the package index once and installs only what
+# is missing, so a second run is quiet.
 #
 # Options:
 #   --demo    only the packages that demo/run.sh needs: docker-registry (unless
@@ -33,7 +34,7 @@ if $demo_only; then
     packages=(openssl ca-certificates)
     [[ -n ${IPC_DOCKER_REGISTRY:-} ]] || packages=(docker-registry "${packages[@]}")
 else
-    packages=(docker-registry openssl curl ca-certificates apache2-utils wrk time)
+    packages=(docker-registry openssl curl ca-certificates apache2-utils python3 wrk time)
 fi
 missing=()
 for package in "${packages[@]}"; do

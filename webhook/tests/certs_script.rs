@@ -3,7 +3,9 @@
 //! kubectl. A valid run issues a certificate with the requested names and validity.
 //!
 //! A stand-in `kubectl` first on PATH records its calls, so that a rejected run that still
-//! reached for the cluster fails the test without touching a real one.
+//! reached for the cluster fails the test without touching a real one. A test can make it
+//! act as a cluster without the objects, or fail as kubectl does without a context, without
+//! a reachable API server, or without the right to get Secrets.
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -14,6 +16,43 @@ use rstest::rstest;
 
 /// A Kubernetes name one character longer than a DNS label may be.
 const NAME_64: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+/// The stand-in `kubectl`. It appends its arguments to `kubectl-calls` and behaves as the
+/// mode named in the file `kubectl-mode`. Without that file it prints nothing and succeeds.
+const FAKE_KUBECTL: &str = r#"#!/bin/sh
+dir="$(dirname "$0")/.."
+printf '%s\n' "$*" >>"$dir/kubectl-calls"
+mode=$(cat "$dir/kubectl-mode" 2>/dev/null)
+case "$mode" in
+  context-missing)
+    echo 'error: context "nope" does not exist' >&2
+    exit 1 ;;
+  unreachable)
+    echo 'The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?' >&2
+    exit 1 ;;
+  get-forbidden)
+    case " $* " in
+      *" get "*)
+        echo 'Error from server (Forbidden): secrets "image-patch-webhook-tls-ca" is forbidden: User "ci" cannot get resource "secrets" in API group "" in the namespace "image-patch-system"' >&2
+        exit 1 ;;
+    esac ;;
+  webhook-config-forbidden)
+    case " $* " in
+      *" get mutatingwebhookconfiguration "*)
+        echo 'Error from server (Forbidden): mutatingwebhookconfigurations.admissionregistration.k8s.io "image-patch-webhook" is forbidden: User "ci" cannot get resource "mutatingwebhookconfigurations" in API group "admissionregistration.k8s.io" at the cluster scope' >&2
+        exit 1 ;;
+      *" get "*" --ignore-not-found "*) exit 0 ;;
+    esac ;;
+  empty)
+    case " $* " in
+      *" get "*" --ignore-not-found "*) exit 0 ;;
+      *" get "*)
+        echo 'Error from server (NotFound): the object was not found' >&2
+        exit 1 ;;
+      *" apply "*) echo "object created" ;;
+    esac ;;
+esac
+"#;
 
 /// A scratch directory with the stand-in `kubectl` in `bin/`, an output directory `out/`
 /// that only the script may create, and a regular file `file`.
@@ -27,11 +66,7 @@ impl Scratch {
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
         let kubectl = bin.join("kubectl");
-        std::fs::write(
-            &kubectl,
-            "#!/bin/sh\necho \"$@\" >>\"$(dirname \"$0\")/../kubectl-calls\"\n",
-        )
-        .unwrap();
+        std::fs::write(&kubectl, FAKE_KUBECTL).unwrap();
         std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(dir.path().join("file"), "not a directory\n").unwrap();
         Self { dir }
@@ -72,6 +107,56 @@ impl Scratch {
     fn kubectl_calls(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("kubectl-calls")).unwrap_or_default()
     }
+
+    /// Makes the stand-in kubectl act as `mode` (see [`FAKE_KUBECTL`]).
+    fn set_kubectl_mode(&self, mode: &str) {
+        std::fs::write(self.dir.path().join("kubectl-mode"), mode).unwrap();
+    }
+
+    /// Writes a self-signed CA valid for `days` days to `out/ca.crt` and `out/ca.key`.
+    fn write_ca(&self, days: u32) {
+        std::fs::create_dir_all(self.out()).unwrap();
+        let output = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args([
+                "-nodes",
+                "-subj",
+                "/CN=short-lived-ca",
+                "-days",
+                &days.to_string(),
+            ])
+            .arg("-keyout")
+            .arg(self.out().join("ca.key"))
+            .arg("-out")
+            .arg(self.out().join("ca.crt"))
+            .output()
+            .expect("openssl runs");
+        assert!(
+            output.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// Returns whether `openssl verify` accepts the certificate at `cert` under the CA at `ca`.
+fn openssl_verify(ca: &Path, cert: &Path) -> bool {
+    Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(ca)
+        .arg(cert)
+        .output()
+        .expect("openssl runs")
+        .status
+        .success()
 }
 
 /// Runs `openssl x509` on the certificate at `cert` and returns whether it succeeded and
@@ -248,4 +333,159 @@ fn long_names_fit_common_name() {
     let name = format!("{label_63}.{label_63}.svc");
     let (_, stdout) = openssl_x509(&scratch.out().join("tls.crt"), &["-checkhost", &name]);
     assert!(stdout.contains("does match"), "{name}: {stdout}");
+}
+
+#[rstest]
+#[case::expires_within_renew_days(1, "within --renew-days 30")]
+#[case::expires_before_new_certificate(
+    100,
+    "before a serving certificate issued now for --days 365 would"
+)]
+fn expiring_ca_rotated(#[case] ca_days: u32, #[case] reason: &str) {
+    let scratch = Scratch::new();
+    scratch.write_ca(ca_days);
+    let old_ca = std::fs::read(scratch.out().join("ca.crt")).unwrap();
+    let args = ["--files-only", "--dir", "OUT"];
+
+    let first = scratch.run(&args);
+    let second = scratch.run(&args);
+
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout.contains("CA rotated because it expires on "),
+        "stdout: {stdout}"
+    );
+    assert!(stdout.contains(reason), "expected {reason:?} in: {stdout}");
+    let ca = scratch.out().join("ca.crt");
+    let year = (365 * 86_400).to_string();
+    let (ca_outlasts_certificate, _) = openssl_x509(&ca, &["-checkend", &year]);
+    assert!(
+        ca_outlasts_certificate,
+        "the new CA expires within 365 days"
+    );
+    assert!(
+        openssl_verify(&ca, &scratch.out().join("tls.crt")),
+        "tls.crt is not signed by the new CA"
+    );
+    assert_eq!(
+        std::fs::read(scratch.out().join("ca-previous.crt")).unwrap(),
+        old_ca,
+        "the old CA is not kept as ca-previous.crt"
+    );
+    let second_stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        second_stdout.contains("CA kept"),
+        "second run: {second_stdout}"
+    );
+    assert!(
+        second_stdout.contains("serving certificate kept"),
+        "second run: {second_stdout}"
+    );
+}
+
+#[test]
+fn ca_outlasting_certificate_kept() {
+    let scratch = Scratch::new();
+    scratch.write_ca(400);
+    let old_ca = std::fs::read(scratch.out().join("ca.crt")).unwrap();
+
+    let output = scratch.run(&["--files-only", "--dir", "OUT"]);
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("CA kept"), "stdout: {stdout}");
+    assert_eq!(std::fs::read(scratch.out().join("ca.crt")).unwrap(), old_ca);
+    assert!(!scratch.out().join("ca-previous.crt").exists());
+}
+
+/// The start of the message for a failed read of the CA Secret, and the check it suggests.
+const SECRET_READ_FAILED: (&str, &str) = (
+    "kubectl failed to read Secret image-patch-system/image-patch-webhook-tls-ca, so nothing was changed",
+    "kubectl auth can-i get secrets -n image-patch-system",
+);
+
+#[rstest]
+#[case::context_missing("context-missing", &["--context", "nope"], SECRET_READ_FAILED, "error: context \"nope\" does not exist")]
+#[case::unreachable("unreachable", &[], SECRET_READ_FAILED, "The connection to the server 127.0.0.1:6443 was refused")]
+#[case::get_forbidden("get-forbidden", &[], SECRET_READ_FAILED, "Error from server (Forbidden): secrets \"image-patch-webhook-tls-ca\" is forbidden")]
+#[case::webhook_config_forbidden(
+    "webhook-config-forbidden",
+    &[],
+    (
+        "kubectl failed to read MutatingWebhookConfiguration image-patch-webhook, so nothing was changed",
+        "kubectl auth can-i get mutatingwebhookconfigurations",
+    ),
+    "Error from server (Forbidden): mutatingwebhookconfigurations.admissionregistration.k8s.io \"image-patch-webhook\" is forbidden"
+)]
+fn kubectl_error_changes_nothing(
+    #[case] mode: &str,
+    #[case] args: &[&str],
+    #[case] (message, check): (&str, &str),
+    #[case] kubectl_error: &str,
+) {
+    let scratch = Scratch::new();
+    scratch.set_kubectl_mode(mode);
+    let mut all_args = vec!["--dir", "OUT"];
+    all_args.extend_from_slice(args);
+
+    let output = scratch.run(&all_args);
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains(message),
+        "expected {message:?} in: {stderr}"
+    );
+    assert!(
+        stderr.contains(kubectl_error),
+        "expected {kubectl_error:?} in: {stderr}"
+    );
+    assert!(stderr.contains(check), "expected {check:?} in: {stderr}");
+    assert!(!stdout.contains("CA created"), "stdout: {stdout}");
+    let calls = scratch.kubectl_calls();
+    for verb in ["create", "apply", "patch"] {
+        assert!(
+            !calls
+                .lines()
+                .any(|call| call.split(' ').any(|word| word == verb)),
+            "kubectl {verb} ran: {calls}"
+        );
+    }
+    assert!(!scratch.out().exists(), "the output directory was created");
+}
+
+#[test]
+fn missing_secrets_created() {
+    let scratch = Scratch::new();
+    scratch.set_kubectl_mode("empty");
+
+    let output = scratch.run(&[]);
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("CA created"), "stdout: {stdout}");
+    assert!(
+        stdout.contains("MutatingWebhookConfiguration image-patch-webhook not found"),
+        "stdout: {stdout}"
+    );
+    let applies = scratch
+        .kubectl_calls()
+        .lines()
+        .filter(|call| call.starts_with("apply "))
+        .count();
+    assert_eq!(applies, 2, "calls: {}", scratch.kubectl_calls());
 }
