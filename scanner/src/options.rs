@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use common::{ImageRef, ReferenceError};
 
 /// The default label selector of opted-in namespaces.
 pub const DEFAULT_NAMESPACE_SELECTOR: &str = "patches.mojaloop.io/enabled=true";
@@ -168,6 +169,13 @@ fn parse_namespace(value: &str) -> Result<String, String> {
 }
 
 fn parse_selector(value: &str) -> Result<String, String> {
+    // An empty selector matches every namespace, so rollout could patch workloads in
+    // namespaces that never opted in and that the webhook leaves alone.
+    if value.trim().is_empty() {
+        return Err(format!(
+            "the namespace selector is empty, which would select every namespace; use {DEFAULT_NAMESPACE_SELECTOR}, or --namespace NAME for one namespace"
+        ));
+    }
     crate::label_selector::check(value)
         .map_err(|problem| format!("invalid label selector {value:?}: {problem}; expected a selector such as {DEFAULT_NAMESPACE_SELECTOR}"))?;
     Ok(value.to_string())
@@ -196,7 +204,23 @@ fn parse_registry_host(value: &str) -> Result<String, String> {
             "{value:?} is not a registry HOST[:PORT] (unexpected {found:?}); give the host and port only, such as 127.0.0.1:5000, as it appears in image references"
         ));
     }
-    Ok(host.to_string())
+
+    // The value must be a registry as image references name one, or it never matches. A
+    // probe reference checks the host and port with the same grammar the scan uses.
+    let probe = format!("{host}/probe:v1");
+    let reference = ImageRef::parse(&probe).map_err(|error| {
+        let reason = match error {
+            ReferenceError::InvalidRegistry { reason, .. } => reason.to_string(),
+            other => other.to_string(),
+        };
+        format!("{value:?} is not a registry HOST[:PORT]: it {reason}. Write it as in image references, such as 127.0.0.1:5000")
+    })?;
+    if reference.repository.path != "probe" {
+        return Err(format!(
+            "{value:?} is not a registry host: image references read it as part of a Docker Hub repository. A registry host contains a '.' or a ':PORT', or is localhost, such as 127.0.0.1:5000"
+        ));
+    }
+    Ok(reference.repository.registry)
 }
 
 fn parse_seconds(value: &str) -> Result<Duration, String> {
@@ -267,12 +291,27 @@ mod tests {
     #[case::path_after_scheme("http://127.0.0.1:5000/v2/", "unexpected \"/v2\"")]
     #[case::user_info("user@127.0.0.1:5000", "unexpected \"@")]
     #[case::empty("http://", "empty registry")]
+    #[case::query("127.0.0.1:25125?x", "invalid port")]
+    #[case::fragment("127.0.0.1:25125#", "invalid port")]
+    #[case::bad_host("regis?try.local", "not a valid host name")]
+    #[case::empty_port("127.0.0.1:", "invalid port")]
+    #[case::port_out_of_range("127.0.0.1:99999", "invalid port")]
+    #[case::docker_hub_path("myregistry", "part of a Docker Hub repository")]
     fn insecure_registry_rejects(#[case] value: &str, #[case] expected: &str) {
         let error = Options::try_parse_from(["s", &format!("--insecure-registry={value}")]).unwrap_err().to_string();
 
         assert!(error.contains("--insecure-registry"), "{error}");
         assert!(error.contains(expected), "{error}");
         assert!(error.contains("127.0.0.1:5000"), "the error shows the expected form: {error}");
+    }
+
+    #[test]
+    fn empty_namespace_selector_rejected() {
+        let error = Options::try_parse_from(["s", "--namespace-selector", " "]).unwrap_err();
+        let message = error.to_string();
+
+        assert!(message.contains("select every namespace"), "{message}");
+        assert_eq!(error.exit_code(), 2);
     }
 
     #[test]

@@ -49,6 +49,23 @@ impl EncodeLabelValue for Outcome {
     }
 }
 
+/// Returns the `kind` label for an object kind: the kind itself when the webhook handles
+/// it, `other` for any other, and empty when the request could not be read. The kind comes
+/// from the request, so a caller sending made-up kinds could otherwise add a series each.
+pub fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "Pod" => "Pod",
+        "Deployment" => "Deployment",
+        "StatefulSet" => "StatefulSet",
+        "DaemonSet" => "DaemonSet",
+        "ReplicaSet" => "ReplicaSet",
+        "Job" => "Job",
+        "CronJob" => "CronJob",
+        "" => "",
+        _ => "other",
+    }
+}
+
 /// Labels of the request counter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -193,7 +210,7 @@ impl Metrics {
     pub fn count_request(&self, kind: &str, outcome: Outcome, dry_run: bool) {
         self.requests
             .get_or_create(&RequestLabels {
-                kind: kind.to_owned(),
+                kind: kind_label(kind).to_owned(),
                 outcome,
                 dry_run,
             })
@@ -205,7 +222,7 @@ impl Metrics {
         let mode = if audit { "audit" } else { "enforce" };
         self.rewrites
             .get_or_create(&RewriteLabels {
-                kind: kind.to_owned(),
+                kind: kind_label(kind).to_owned(),
                 mode: mode.to_owned(),
             })
             .inc_by(count as u64);

@@ -52,7 +52,7 @@ pub struct Options {
     #[arg(long, env = "WEBHOOK_MODE", value_enum, default_value_t = Mode::Enforce)]
     pub mode: Mode,
 
-    /// Largest accepted AdmissionReview body, in bytes (at least 65536).
+    /// Largest accepted AdmissionReview body, in bytes (65536 to 67108864).
     #[arg(long, env = "WEBHOOK_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = parse_max_body_bytes)]
     pub max_body_bytes: usize,
 
@@ -97,7 +97,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(number)),
         "s" => Ok(Duration::from_secs(number)),
         "m" => Ok(Duration::from_secs(number * 60)),
-        _ => Err(format!("{text:?} has no unit: write 500ms, 5s or 2m")),
+        "" => Err(format!("{text:?} has no unit: write 500ms, 5s or 2m")),
+        _ => Err(format!(
+            "{text:?} has the unit {unit:?}, which is not supported: write ms, s or m, such as 500ms, 5s or 2m"
+        )),
     }
 }
 
@@ -129,7 +132,12 @@ pub fn parse_request_timeout(text: &str) -> Result<Duration, String> {
 /// lower limit would reject most reviews with HTTP 413 and rewrite nothing.
 const MIN_BODY_BYTES: usize = 64 * 1024;
 
-/// Parses the body limit in bytes: at least 64 KiB.
+/// The largest body limit accepted. Etcd's default request limit is 1.5 MiB, and a review
+/// carries at most two objects. A higher limit only lets a caller make the webhook buffer
+/// more memory.
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Parses the body limit in bytes: from 64 KiB to 64 MiB.
 pub fn parse_max_body_bytes(text: &str) -> Result<usize, String> {
     let bytes: usize = text
         .parse()
@@ -137,6 +145,11 @@ pub fn parse_max_body_bytes(text: &str) -> Result<usize, String> {
     if bytes < MIN_BODY_BYTES {
         return Err(format!(
             "{bytes} bytes is below {MIN_BODY_BYTES}; most reviews would be rejected. Keep the default of 4194304 unless the cluster sends larger objects"
+        ));
+    }
+    if bytes > MAX_BODY_BYTES {
+        return Err(format!(
+            "{bytes} bytes is above {MAX_BODY_BYTES}, more than any AdmissionReview needs. Keep the default of 4194304"
         ));
     }
     Ok(bytes)
@@ -156,6 +169,7 @@ mod tests {
     #[case("s", None)]
     #[case("1.5s", None)]
     #[case("5h", None)]
+    #[case("1ns", None)]
     fn duration_parsing(#[case] text: &str, #[case] expected: Option<Duration>) {
         assert_eq!(parse_duration(text).ok(), expected);
     }
@@ -167,6 +181,9 @@ mod tests {
     #[case::long_request_timeout(&["--request-timeout", "31s"], "outside 1ms to 30s")]
     #[case::zero_body(&["--max-body-bytes", "0"], "below 65536")]
     #[case::text_body(&["--max-body-bytes", "4MiB"], "not a whole number of bytes")]
+    #[case::huge_body(&["--max-body-bytes", "99999999999999"], "above 67108864")]
+    #[case::hour_unit(&["--request-timeout", "1h"], "unit \"h\", which is not supported")]
+    #[case::no_unit(&["--tls-poll-interval", "5"], "has no unit")]
     fn unusable_values_rejected(#[case] arguments: &[&str], #[case] message: &str) {
         let command_line = std::iter::once("image-patch-webhook").chain(arguments.iter().copied());
 

@@ -470,6 +470,27 @@ async fn unknown_kind_allowed_with_warning() {
     );
 }
 
+/// The kind label comes from the request, so kinds the webhook does not handle share one
+/// series instead of adding one each.
+#[tokio::test]
+async fn unknown_kinds_share_one_series() {
+    let state = state_with(APPROVALS);
+    let router = routes::router(state.clone());
+    for kind in ["Rollout", "Made\"Up"] {
+        let mut review = review("deployment");
+        review["request"]["kind"] = json!({"group": "example.org", "version": "v1", "kind": kind});
+        mutate(&router, &review).await;
+    }
+
+    let metrics = state.metrics.encode();
+
+    assert!(
+        metrics.contains(r#"admission_requests_total{kind="other",outcome="unknown_kind",dry_run="false"} 2"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("Rollout"), "{metrics}");
+}
+
 #[tokio::test]
 async fn pod_without_containers_unchanged() {
     let router = router();
