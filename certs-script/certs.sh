@@ -12,7 +12,14 @@
 #
 # When kubectl fails to read the Secrets or the MutatingWebhookConfiguration for any reason
 # but "not found" (a wrong context, an unreachable API server, a denied get), the script
-# stops with kubectl's error before it writes a file or an object.
+# stops with kubectl's error before it writes a file or an object. It then checks with
+# kubectl auth can-i every right that its writes need and stops, again before any write,
+# when one is missing. A CA that openssl cannot read stops it too, unless --rotate-ca
+# replaces that CA, which then never enters the caBundle.
+#
+# The writes go in an order that keeps the webhook working when one of them fails. The
+# caBundle comes first, because it trusts the new CA and still the previous one. The CA
+# Secret follows, then the TLS Secret that the webhook reloads, and the files in --dir last.
 set -euo pipefail
 
 usage() {
@@ -37,7 +44,10 @@ Usage: certs.sh [options]
                            CA stays in the caBundle until the next rotation. The
                            CA is also rotated without this option when it expires
                            within --renew-days, or before a serving certificate
-                           issued now for --days would
+                           issued now for --days would. A stored CA that openssl
+                           cannot read stops the script without this option.
+                           With it, that CA is discarded and left out of the
+                           caBundle
       --days N             validity of the serving certificate in days, 1 to 3650
                            (default 365)
       --renew-days N       reissue when it expires within N days, 0 to --days
@@ -46,6 +56,10 @@ Usage: certs.sh [options]
   -h, --help               show this help
 
 An option's value may also follow an equals sign: --days=90.
+
+Without --files-only, the user needs the rights get, and create or patch, on both
+Secrets in the namespace, and get and patch on the MutatingWebhookConfiguration when
+it exists. The script checks them with kubectl auth can-i before it writes anything.
 EOF
 }
 
@@ -285,9 +299,23 @@ load_webhook_config() {
   fi
 }
 
+# Succeeds when the Secret NAME exists, and exits through kubectl_read_failed when kubectl
+# cannot tell.
+secret_exists() {
+  local name=$1 listing
+  if ! listing=$(kube -n "$namespace" get secret "$name" --ignore-not-found -o name 2>"$work/kubectl.err"); then
+    kubectl_read_failed "Secret $namespace/$name" "secrets -n $namespace"
+  fi
+  [[ -n $listing ]]
+}
+
 # Loads the current state into $work: from the cluster unless --files-only, else from --dir.
+# Sets ca_source and previous_source to where ca.crt and ca-previous.crt came from, for
+# messages.
 load_existing() {
   local file
+  ca_source="the key ca.crt of the Secret $namespace/$secret-ca"
+  previous_source="the key ca-previous.crt of the Secret $namespace/$secret-ca"
   if ! $files_only; then
     if ! { secret_key_to_file "$secret-ca" ca.crt "$work/ca.crt" && secret_key_to_file "$secret-ca" ca.key "$work/ca.key"; }; then
       rm -f "$work/ca.crt" "$work/ca.key"
@@ -299,6 +327,8 @@ load_existing() {
     load_webhook_config
   fi
   if [[ -n $dir && ! -f $work/ca.crt ]]; then
+    [[ -f $dir/ca.crt ]] && ca_source="$dir/ca.crt"
+    [[ -f $dir/ca-previous.crt ]] && previous_source="$dir/ca-previous.crt"
     for file in ca.crt ca.key ca-previous.crt tls.crt tls.key; do
       [[ -f $dir/$file ]] && cp "$dir/$file" "$work/$file"
     done
@@ -368,7 +398,117 @@ issue_serving_cert() {
     -days "$days" -sha256 -extfile "$work/tls.ext" -out "$work/tls.crt" 2>/dev/null
 }
 
+# Prints why openssl cannot use FILE as a certificate (KIND cert) or private key (KIND key),
+# or nothing when it can.
+openssl_read_error() {
+  local kind=$1 file=$2 command=x509
+  [[ $kind == key ]] && command=pkey
+  if ! openssl "$command" -in "$file" -noout 2>"$work/openssl.err"; then
+    # openssl names the file it read, which is a temporary copy, so only its last line is kept.
+    grep -v '^[[:space:]]*$' "$work/openssl.err" | tail -n 1 || echo "openssl $command failed"
+  fi
+}
+
+# unreadable_ca WHAT SOURCE ERROR FILE: stops the script over a stored CA certificate that
+# openssl cannot read, or with --rotate-ca deletes FILE so that it never enters the caBundle.
+unreadable_ca() {
+  local what=$1 source=$2 error=$3 file=$4
+  if $rotate_ca; then
+    rm -f "$file"
+    say "discarded $what from $source, because openssl cannot read it (openssl: $error); it is left out of the caBundle"
+    return
+  fi
+  {
+    echo "certs.sh: cannot read $what from $source (openssl: $error), so nothing was changed."
+    echo "certs.sh: remove it, or pass --rotate-ca to replace it with a new CA. Either way it is left out of the caBundle."
+  } >&2
+  exit 1
+}
+
+# Checks the stored CA certificate, its key and the previous CA certificate before any of
+# them is used or written.
+check_stored_cas() {
+  local error key_source=${ca_source/ca.crt/ca.key}
+  if [[ -f $work/ca.crt ]]; then
+    error=$(openssl_read_error cert "$work/ca.crt")
+    if [[ -n $error ]]; then
+      unreadable_ca "the CA certificate" "$ca_source" "$error" "$work/ca.crt"
+      rm -f "$work/ca.key"
+    fi
+  fi
+  if [[ -f $work/ca.crt ]]; then
+    error=$(openssl_read_error key "$work/ca.key")
+    if [[ -z $error && $(openssl x509 -in "$work/ca.crt" -noout -pubkey) != $(openssl pkey -in "$work/ca.key" -pubout) ]]; then
+      error="it does not match the CA certificate"
+    fi
+    if [[ -n $error ]] && ! $rotate_ca; then
+      echo "certs.sh: cannot use the CA key from $key_source: $error, so nothing was changed. Restore the key of that CA, or pass --rotate-ca to replace the CA." >&2
+      exit 1
+    fi
+    # With --rotate-ca the key is not used: the readable CA certificate becomes the
+    # previous CA, so that the caBundle still trusts the serving certificate it signed.
+  fi
+  if [[ -f $work/ca-previous.crt ]]; then
+    error=$(openssl_read_error cert "$work/ca-previous.crt")
+    if [[ -n $error ]]; then
+      unreadable_ca "the previous CA certificate" "$previous_source" "$error" "$work/ca-previous.crt"
+    fi
+  fi
+}
+
+# check_right VERB RESOURCE [ARGS...]: adds the kubectl auth can-i command for the right to
+# missing_rights when that command prints "no", and stops on any other kubectl error.
+check_right() {
+  local answer
+  if answer=$(kube auth can-i "$@" 2>"$work/kubectl.err"); then
+    return 0
+  fi
+  if [[ $answer == no* ]]; then
+    missing_rights+=("kubectl auth can-i $*")
+    return 0
+  fi
+  {
+    echo "certs.sh: kubectl failed to check the right to $1 $2, so nothing was changed. kubectl's error:"
+    sed 's/^/  /' "$work/kubectl.err"
+  } >&2
+  exit 1
+}
+
+# Checks every right that the writes below need, and stops before any write when one is
+# missing. kubectl apply gets a Secret and then creates or patches it, and a Role may grant
+# get and patch for named Secrets only, so those two are checked by name.
+check_rights() {
+  local name
+  missing_rights=()
+  # The write right for each Secret, as kubectl auth can-i takes it.
+  declare -gA secret_right=()
+  for name in "$secret-ca" "$secret"; do
+    check_right get "secrets/$name" -n "$namespace"
+    if secret_exists "$name"; then
+      secret_right[$name]="patch secrets/$name -n $namespace"
+    else
+      secret_right[$name]="create secrets -n $namespace"
+    fi
+    # The right is split into words on purpose: VERB RESOURCE -n NAMESPACE.
+    # shellcheck disable=SC2086
+    check_right ${secret_right[$name]}
+  done
+  if [[ -n $webhook_count ]]; then
+    check_right get "mutatingwebhookconfigurations/$webhook_config"
+    check_right patch "mutatingwebhookconfigurations/$webhook_config"
+  fi
+  ((${#missing_rights[@]} == 0)) && return 0
+  {
+    echo "certs.sh: your kubectl user lacks rights that this run needs, so nothing was changed. kubectl auth can-i prints \"no\" for:"
+    printf '  %s\n' "${missing_rights[@]}"
+    echo "certs.sh: grant them (a Role in namespace $namespace for secrets, a ClusterRole for mutatingwebhookconfigurations), or use a kubectl context whose user has them (--context), then run this script again."
+  } >&2
+  exit 1
+}
+
 load_existing
+check_stored_cas
+$files_only || check_rights
 
 ca_reason=
 if [[ -f $work/ca.crt ]] && ! $rotate_ca; then
@@ -397,7 +537,52 @@ fi
 cat "$work/ca.crt" >"$work/ca-bundle.crt"
 [[ -f $work/ca-previous.crt ]] && cat "$work/ca-previous.crt" >>"$work/ca-bundle.crt"
 
-if [[ -n $dir ]]; then
+# Descriptions of the objects written so far, for the message when a later write fails.
+changed=()
+
+# kubectl_write_failed OBJECT RIGHT: prints kubectl's error output for writing OBJECT, what
+# this run already changed and how to finish, with RIGHT as kubectl auth can-i takes it,
+# then exits with status 1.
+kubectl_write_failed() {
+  local object=$1 right=$2 item rerun="run this script again"
+  {
+    echo "certs.sh: kubectl failed to write $object. kubectl's error:"
+    sed 's/^/  /' "$work/kubectl.err"
+    if ((${#changed[@]} == 0)); then
+      echo "certs.sh: nothing was changed in the cluster."
+    else
+      echo "certs.sh: already changed in the cluster:"
+      for item in "${changed[@]}"; do echo "  $item"; done
+      echo "certs.sh: the TLS Secret $namespace/$secret is not written yet, so the webhook keeps serving its current certificate."
+    fi
+    if [[ -n $dir ]]; then
+      echo "certs.sh: the files in $dir were not written."
+    fi
+    if $rotate_ca && [[ " ${changed[*]} " == *" Secret $namespace/$secret-ca "* ]]; then
+      # The CA Secret now contains the new CA. Another --rotate-ca would make the new CA the
+      # previous one and drop the CA that signed the serving certificate still in use.
+      rerun="run this script again without --rotate-ca"
+    fi
+    echo "certs.sh: to finish, $rerun with a user that has the right (kubectl auth can-i $right)."
+  } >&2
+  exit 1
+}
+
+# apply_secret NAME CREATE_ARGS...: creates or updates the Secret NAME from the
+# manifest that kubectl create CREATE_ARGS --dry-run=client prints.
+apply_secret() {
+  local name=$1 manifest output line
+  shift
+  if ! manifest=$(kube -n "$namespace" create secret "$@" --dry-run=client -o yaml 2>"$work/kubectl.err") \
+      || ! output=$(kube apply -f - <<<"$manifest" 2>"$work/kubectl.err"); then
+    kubectl_write_failed "the Secret $namespace/$name" "${secret_right[$name]}"
+  fi
+  while IFS= read -r line; do say "$line"; done <<<"$output"
+  [[ $output == *" unchanged" ]] || changed+=("Secret $namespace/$name")
+}
+
+write_files() {
+  local file
   mkdir -p "$dir"
   for file in ca.crt ca.key tls.crt tls.key ca-bundle.crt ca-previous.crt; do
     if [[ -f $work/$file ]] && ! cmp -s "$work/$file" "$dir/$file"; then
@@ -406,34 +591,45 @@ if [[ -n $dir ]]; then
       say "wrote $dir/$file"
     fi
   done
-fi
+}
 
 if $files_only; then
+  write_files
   exit 0
+fi
+
+# The caBundle goes first: it trusts the new CA and still the previous one, so the serving
+# certificate in use stays trusted whichever write below fails.
+if [[ -n $webhook_count ]]; then
+  bundle=$(base64 -w0 <"$work/ca-bundle.crt")
+  patch="["
+  stale=0
+  for ((i = 0; i < webhook_count; i++)); do
+    patch+="{\"op\":\"add\",\"path\":\"/webhooks/$i/clientConfig/caBundle\",\"value\":\"$bundle\"},"
+    [[ $(sed -n "$((i + 1))p" <<<"$current_bundles") == "$bundle" ]] || stale=$((stale + 1))
+  done
+  patch="${patch%,}]"
+  if [[ $stale -eq 0 ]]; then
+    say "caBundle of mutatingwebhookconfiguration/$webhook_config unchanged ($webhook_count webhooks)"
+  else
+    if ! kube patch mutatingwebhookconfiguration "$webhook_config" --type=json -p "$patch" >/dev/null 2>"$work/kubectl.err"; then
+      kubectl_write_failed "the caBundle of mutatingwebhookconfiguration/$webhook_config" "patch mutatingwebhookconfigurations/$webhook_config"
+    fi
+    changed+=("caBundle of mutatingwebhookconfiguration/$webhook_config")
+    say "caBundle of mutatingwebhookconfiguration/$webhook_config written ($stale of $webhook_count webhooks changed)"
+  fi
 fi
 
 ca_files=(--from-file=ca.crt="$work/ca.crt" --from-file=ca.key="$work/ca.key")
 [[ -f $work/ca-previous.crt ]] && ca_files+=(--from-file=ca-previous.crt="$work/ca-previous.crt")
-kube -n "$namespace" create secret generic "$secret-ca" "${ca_files[@]}" --dry-run=client -o yaml \
-  | kube apply -f - | sed 's/^/certs.sh: /'
-kube -n "$namespace" create secret tls "$secret" --cert="$work/tls.crt" --key="$work/tls.key" --dry-run=client -o yaml \
-  | kube apply -f - | sed 's/^/certs.sh: /'
+apply_secret "$secret-ca" generic "$secret-ca" "${ca_files[@]}"
+# The webhook reloads the serving certificate from this Secret, so it is written last.
+apply_secret "$secret" tls "$secret" --cert="$work/tls.crt" --key="$work/tls.key"
+
+if [[ -n $dir ]]; then
+  write_files
+fi
 
 if [[ -z $webhook_count ]]; then
   say "MutatingWebhookConfiguration $webhook_config not found; apply it and run this script again to set its caBundle"
-  exit 0
-fi
-bundle=$(base64 -w0 <"$work/ca-bundle.crt")
-patch="["
-stale=0
-for ((i = 0; i < webhook_count; i++)); do
-  patch+="{\"op\":\"add\",\"path\":\"/webhooks/$i/clientConfig/caBundle\",\"value\":\"$bundle\"},"
-  [[ $(sed -n "$((i + 1))p" <<<"$current_bundles") == "$bundle" ]] || stale=$((stale + 1))
-done
-patch="${patch%,}]"
-if [[ $stale -eq 0 ]]; then
-  say "caBundle of mutatingwebhookconfiguration/$webhook_config unchanged ($webhook_count webhooks)"
-else
-  kube patch mutatingwebhookconfiguration "$webhook_config" --type=json -p "$patch" >/dev/null
-  say "caBundle of mutatingwebhookconfiguration/$webhook_config written ($stale of $webhook_count webhooks changed)"
 fi

@@ -5,7 +5,9 @@
 //! A stand-in `kubectl` first on PATH records its calls, so that a rejected run that still
 //! reached for the cluster fails the test without touching a real one. A test can make it
 //! act as a cluster without the objects, or fail as kubectl does without a context, without
-//! a reachable API server, or without the right to get Secrets.
+//! a reachable API server, or without the right to get Secrets. As a cluster with the
+//! MutatingWebhookConfiguration, it can deny one right to `kubectl auth can-i` or fail one
+//! write.
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -19,6 +21,12 @@ const NAME_64: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 
 /// The stand-in `kubectl`. It appends its arguments to `kubectl-calls` and behaves as the
 /// mode named in the file `kubectl-mode`. Without that file it prints nothing and succeeds.
+///
+/// The mode `cluster` has no Secrets and a MutatingWebhookConfiguration with one webhook and
+/// no caBundle. `kubectl auth can-i` prints "no" and fails when its arguments contain the
+/// text in the file `kubectl-deny`. Any call whose arguments contain the text in
+/// `kubectl-fail` fails as Forbidden. `kubectl apply` logs `applied NAME` for the object it
+/// is given.
 const FAKE_KUBECTL: &str = r#"#!/bin/sh
 dir="$(dirname "$0")/.."
 printf '%s\n' "$*" >>"$dir/kubectl-calls"
@@ -45,11 +53,44 @@ case "$mode" in
     esac ;;
   empty)
     case " $* " in
+      *" auth can-i "*) echo yes ;;
       *" get "*" --ignore-not-found "*) exit 0 ;;
       *" get "*)
         echo 'Error from server (NotFound): the object was not found' >&2
         exit 1 ;;
       *" apply "*) echo "object created" ;;
+    esac ;;
+  cluster)
+    deny=$(cat "$dir/kubectl-deny" 2>/dev/null)
+    fail=$(cat "$dir/kubectl-fail" 2>/dev/null)
+    if [ -n "$fail" ]; then
+      case "$*" in
+        *"$fail"*)
+          echo "Error from server (Forbidden): User \"trial\" cannot $fail" >&2
+          exit 1 ;;
+      esac
+    fi
+    case " $* " in
+      *" auth can-i "*)
+        if [ -n "$deny" ]; then
+          case "$*" in
+            *"$deny"*)
+              echo no
+              exit 1 ;;
+          esac
+        fi
+        echo yes ;;
+      *" get mutatingwebhookconfiguration "*" --ignore-not-found "*) printf 'found:x' ;;
+      *" get mutatingwebhookconfiguration "*) echo ;;
+      *" get "*" --ignore-not-found "*) ;;
+      *" create secret "*" --dry-run=client "*)
+        name=$(printf '%s\n' "$*" | sed 's/.* create secret [a-z]* \([^ ]*\).*/\1/')
+        printf 'kind: Secret\nmetadata:\n  name: %s\n' "$name" ;;
+      *" apply "*)
+        name=$(sed -n 's/^  name: //p')
+        printf 'applied %s\n' "$name" >>"$dir/kubectl-calls"
+        echo "secret/$name created" ;;
+      *" patch "*) echo "mutatingwebhookconfiguration.admissionregistration.k8s.io/image-patch-webhook patched" ;;
     esac ;;
 esac
 "#;
@@ -111,6 +152,18 @@ impl Scratch {
     /// Makes the stand-in kubectl act as `mode` (see [`FAKE_KUBECTL`]).
     fn set_kubectl_mode(&self, mode: &str) {
         std::fs::write(self.dir.path().join("kubectl-mode"), mode).unwrap();
+    }
+
+    /// Makes the stand-in kubectl, in the mode `cluster`, print "no" for the `kubectl auth
+    /// can-i` calls whose arguments contain `right`.
+    fn deny_right(&self, right: &str) {
+        std::fs::write(self.dir.path().join("kubectl-deny"), right).unwrap();
+    }
+
+    /// Makes the stand-in kubectl, in the mode `cluster`, fail the calls whose arguments
+    /// contain `call`.
+    fn fail_call(&self, call: &str) {
+        std::fs::write(self.dir.path().join("kubectl-fail"), call).unwrap();
     }
 
     /// Writes a self-signed CA valid for `days` days to `out/ca.crt` and `out/ca.key`.
@@ -488,4 +541,229 @@ fn missing_secrets_created() {
         .filter(|call| call.starts_with("apply "))
         .count();
     assert_eq!(applies, 2, "calls: {}", scratch.kubectl_calls());
+}
+
+/// Returns the kubectl calls that write: `patch` and the `applied NAME` lines of `apply`.
+fn kubectl_writes(calls: &str) -> Vec<&str> {
+    calls
+        .lines()
+        .filter(|call| call.starts_with("applied ") || call.starts_with("patch "))
+        .collect()
+}
+
+#[test]
+fn cluster_writes_ca_bundle_first() {
+    let scratch = Scratch::new();
+    scratch.set_kubectl_mode("cluster");
+
+    let output = scratch.run(&[]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "stderr: {stderr}");
+    let calls = scratch.kubectl_calls();
+    let writes = kubectl_writes(&calls);
+    assert_eq!(writes.len(), 3, "calls: {calls}");
+    assert!(
+        writes[0].starts_with("patch mutatingwebhookconfiguration image-patch-webhook "),
+        "calls: {calls}"
+    );
+    assert_eq!(
+        writes[1], "applied image-patch-webhook-tls-ca",
+        "calls: {calls}"
+    );
+    assert_eq!(
+        writes[2], "applied image-patch-webhook-tls",
+        "calls: {calls}"
+    );
+    let first_write = calls
+        .lines()
+        .position(|call| call.starts_with("patch "))
+        .unwrap();
+    for right in [
+        "auth can-i get secrets/image-patch-webhook-tls -n image-patch-system",
+        "auth can-i create secrets -n image-patch-system",
+        "auth can-i patch mutatingwebhookconfigurations/image-patch-webhook",
+    ] {
+        let checked_at = calls.lines().position(|call| call == right);
+        assert!(
+            checked_at.is_some_and(|at| at < first_write),
+            "{right:?} not checked before the first write: {calls}"
+        );
+    }
+}
+
+#[rstest]
+#[case::webhook_config_patch(
+    "patch mutatingwebhookconfigurations/image-patch-webhook",
+    "kubectl auth can-i patch mutatingwebhookconfigurations/image-patch-webhook"
+)]
+#[case::secret_create(
+    "create secrets",
+    "kubectl auth can-i create secrets -n image-patch-system"
+)]
+fn missing_right_changes_nothing(#[case] denied: &str, #[case] named: &str) {
+    let scratch = Scratch::new();
+    scratch.set_kubectl_mode("cluster");
+    scratch.deny_right(denied);
+
+    let output = scratch.run(&["--rotate-ca", "--dir", "OUT"]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("lacks rights that this run needs, so nothing was changed"),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains(named), "expected {named:?} in: {stderr}");
+    let calls = scratch.kubectl_calls();
+    assert_eq!(kubectl_writes(&calls), Vec::<&str>::new(), "calls: {calls}");
+    assert!(!scratch.out().exists(), "the output directory was created");
+}
+
+#[test]
+fn ca_bundle_patch_failure_reported() {
+    let scratch = Scratch::new();
+    scratch.set_kubectl_mode("cluster");
+    scratch.fail_call("patch mutatingwebhookconfiguration ");
+
+    let output = scratch.run(&["--rotate-ca"]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains(
+            "kubectl failed to write the caBundle of mutatingwebhookconfiguration/image-patch-webhook"
+        ),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("Error from server (Forbidden)"),
+        "kubectl's error is missing: {stderr}"
+    );
+    assert!(
+        stderr.contains("nothing was changed in the cluster"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr
+            .contains("kubectl auth can-i patch mutatingwebhookconfigurations/image-patch-webhook"),
+        "stderr: {stderr}"
+    );
+    let calls = scratch.kubectl_calls();
+    assert!(
+        !calls.contains("applied image-patch-webhook-tls"),
+        "a Secret was written: {calls}"
+    );
+}
+
+#[test]
+fn tls_secret_failure_reports_changes() {
+    let scratch = Scratch::new();
+    scratch.set_kubectl_mode("cluster");
+    scratch.fail_call("create secret tls ");
+
+    let output = scratch.run(&["--rotate-ca"]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains(
+            "kubectl failed to write the Secret image-patch-system/image-patch-webhook-tls"
+        ),
+        "stderr: {stderr}"
+    );
+    for changed in [
+        "  caBundle of mutatingwebhookconfiguration/image-patch-webhook\n",
+        "  Secret image-patch-system/image-patch-webhook-tls-ca\n",
+    ] {
+        assert!(
+            stderr.contains(changed),
+            "expected {changed:?} in: {stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("run this script again without --rotate-ca"),
+        "stderr: {stderr}"
+    );
+    let calls = scratch.kubectl_calls();
+    assert!(
+        !calls
+            .lines()
+            .any(|call| call == "applied image-patch-webhook-tls"),
+        "the TLS Secret was written: {calls}"
+    );
+}
+
+#[rstest]
+#[case::ca("ca.crt", "the CA certificate")]
+#[case::previous_ca("ca-previous.crt", "the previous CA certificate")]
+fn unreadable_ca_file_stops(#[case] file: &str, #[case] what: &str) {
+    let scratch = Scratch::new();
+    scratch.write_ca(400);
+    let garbage = b"garbage\n";
+    std::fs::write(scratch.out().join(file), garbage).unwrap();
+
+    let output = scratch.run(&["--files-only", "--dir", "OUT"]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    let path = scratch.out().join(file);
+    let expected = format!("cannot read {what} from {}", path.display());
+    assert!(
+        stderr.contains(&expected),
+        "expected {expected:?} in: {stderr}"
+    );
+    assert!(
+        stderr.contains("remove it, or pass --rotate-ca"),
+        "stderr: {stderr}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), garbage, "{file} was changed");
+    assert!(
+        !scratch.out().join("ca-bundle.crt").exists(),
+        "ca-bundle.crt was written"
+    );
+    assert!(
+        !scratch.out().join("tls.crt").exists(),
+        "tls.crt was written"
+    );
+}
+
+#[test]
+fn unreadable_ca_replaced_on_rotation() {
+    let scratch = Scratch::new();
+    std::fs::create_dir(scratch.out()).unwrap();
+    std::fs::write(scratch.out().join("ca.crt"), "garbage\n").unwrap();
+    std::fs::write(scratch.out().join("ca.key"), "garbage\n").unwrap();
+
+    let output = scratch.run(&["--files-only", "--dir", "OUT", "--rotate-ca"]);
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("discarded the CA certificate from"),
+        "stdout: {stdout}"
+    );
+    assert!(!stdout.contains("expires on unknown"), "stdout: {stdout}");
+    assert!(
+        !scratch.out().join("ca-previous.crt").exists(),
+        "the garbage was kept as ca-previous.crt"
+    );
+    let bundle = std::fs::read_to_string(scratch.out().join("ca-bundle.crt")).unwrap();
+    assert!(!bundle.contains("garbage"), "ca-bundle.crt: {bundle}");
+    assert_eq!(
+        bundle.matches("BEGIN CERTIFICATE").count(),
+        1,
+        "ca-bundle.crt: {bundle}"
+    );
+    assert!(
+        openssl_verify(
+            &scratch.out().join("ca.crt"),
+            &scratch.out().join("tls.crt")
+        ),
+        "tls.crt is not signed by the new CA"
+    );
 }
