@@ -11,7 +11,8 @@
 //!
 //! Each message lists the patches whose entries it carries in full, so that the state
 //! records a patch only when every message that names it was accepted. The errors of
-//! the approvals document come first, as one group, and are recorded the same way.
+//! the approvals document come first, as one group, and are recorded the same way, as
+//! are the unconfirmed approvals, which come last.
 
 use std::collections::BTreeSet;
 
@@ -87,7 +88,7 @@ pub struct Notice {
     /// Errors of the approvals document that were not notified before, sent in full.
     pub approvals_errors: Option<ApprovalsErrors>,
     /// Approvals that this scan did not roll out, because the registry does not serve their
-    /// tag or digest, one description each.
+    /// tag or digest, one description each. Empty when this set was notified before.
     pub unconfirmed_approvals: Vec<String>,
 }
 
@@ -119,6 +120,8 @@ pub struct SlackMessage {
     pub patches: BTreeSet<PatchKey>,
     /// Whether this message carries some of [`Notice::approvals_errors`].
     pub approvals_errors: bool,
+    /// Whether this message carries some of [`Notice::unconfirmed_approvals`].
+    pub unconfirmed_approvals: bool,
 }
 
 /// A run of text that stays in one section when it fits.
@@ -131,6 +134,7 @@ struct Section {
     text: String,
     patch: Option<PatchKey>,
     approvals_errors: bool,
+    unconfirmed_approvals: bool,
     /// The first section of a group (an entry or the rollouts) that should start on a fresh message if possible.
     group_start: bool,
     /// Sections in the group, this one included, counted from here to its end.
@@ -164,7 +168,11 @@ impl Notice {
             push_group(&mut sections, rollout_pieces(&self.rollouts), None);
         }
         if !self.unconfirmed_approvals.is_empty() {
+            let first = sections.len();
             push_group(&mut sections, unconfirmed_pieces(&self.unconfirmed_approvals), None);
+            for section in &mut sections[first..] {
+                section.unconfirmed_approvals = true;
+            }
         }
 
         let mut pages: Vec<Vec<Section>> = vec![Vec::new()];
@@ -215,7 +223,8 @@ impl Notice {
             }
         }
         let approvals_errors = sections.iter().any(|section| section.approvals_errors);
-        SlackMessage { payload: json!({"text": fallback.join("\n"), "blocks": blocks}), patches, approvals_errors }
+        let unconfirmed_approvals = sections.iter().any(|section| section.unconfirmed_approvals);
+        SlackMessage { payload: json!({"text": fallback.join("\n"), "blocks": blocks}), patches, approvals_errors, unconfirmed_approvals }
     }
 }
 
@@ -229,6 +238,7 @@ fn push_group(sections: &mut Vec<Section>, pieces: Vec<Piece>, patch: Option<&Pa
             text,
             patch: patch.cloned(),
             approvals_errors: false,
+            unconfirmed_approvals: false,
             group_start: index == 0,
             group_remaining: count - index,
             group_remaining_chars: remaining_chars,
@@ -365,6 +375,9 @@ fn approvals_error_pieces(errors: &ApprovalsErrors, controller_namespace: &str) 
 fn unconfirmed_pieces(unconfirmed_approvals: &[String]) -> Vec<Piece> {
     let mut pieces = vec![Piece { text: "*Approvals not rolled out*".to_string() }];
     pieces.extend(unconfirmed_approvals.iter().map(|description| Piece { text: format!("• {}", escape(description)) }));
+    pieces.push(Piece {
+        text: "The scan report lists these approvals on every scan. This message is sent again only when the list changes, or when it returns after a scan found none.".to_string(),
+    });
     pieces
 }
 
@@ -644,5 +657,31 @@ mod tests {
         assert!(text.contains("Approvals not rolled out"), "{text}");
         assert!(text.contains("approvals[0] (r/a:v1.0.0.1-patch)"), "{text}");
         assert!(text.contains("&lt;x&gt;"), "{text}");
+        assert!(messages[0].unconfirmed_approvals);
+        assert!(!messages[0].approvals_errors);
+        assert!(text.contains("sent again only when the list changes"), "{text}");
+    }
+
+    #[test]
+    fn notice_unconfirmed_approvals_flag_last_message() {
+        let mut both = notice((0..60).map(|index| entry(&format!("docker.io/mojaloop/service-{index}"), 3)).collect());
+        both.unconfirmed_approvals.push("approvals[0] (r/a:v1.0.0.9-patch): the registry has no tag v1.0.0.9-patch".into());
+
+        let messages = both.to_messages();
+
+        assert!(messages.len() > 1, "{} message(s)", messages.len());
+        let flagged: Vec<bool> = messages.iter().map(|message| message.unconfirmed_approvals).collect();
+        assert_eq!(flagged.iter().filter(|flag| **flag).count(), 1, "{flagged:?}");
+        assert!(messages.last().unwrap().unconfirmed_approvals);
+        assert!(!messages[0].patches.is_empty());
+    }
+
+    #[test]
+    fn notice_without_unconfirmed_approvals_not_flagged() {
+        let messages = notice(vec![entry("docker.io/mojaloop/quoting-service", 1)]).to_messages();
+
+        assert_eq!(messages.len(), 1);
+        assert!(!messages[0].unconfirmed_approvals);
+        assert!(!all_text(&messages).contains("Approvals not rolled out"));
     }
 }

@@ -269,6 +269,20 @@ impl UnconfirmedApproval {
         }
     }
 
+    /// Returns the text that the state compares to decide whether this approval was
+    /// notified already. It names the repository, patch tag, reason and digests, but
+    /// not the approval's index, which moves when an entry above it is added or removed,
+    /// nor a lookup error, which may differ between scans of one registry outage.
+    pub fn notice_key(&self) -> String {
+        let (repository, patch) = (&self.repository, &self.patch);
+        match &self.reason {
+            Unconfirmed::MissingTag => format!("{repository}:{patch}: tag missing"),
+            Unconfirmed::TagListUnavailable => format!("{repository}:{patch}: tag list unavailable"),
+            Unconfirmed::DigestMismatch { approved, served } => format!("{repository}:{patch}: approved digest {approved}, registry digest {served}"),
+            Unconfirmed::DigestUnresolved { approved, .. } => format!("{repository}:{patch}: approved digest {approved} unresolved"),
+        }
+    }
+
     /// Logs the approval with its index, repository and patch tag as fields.
     fn log(&self) {
         let (approval, repository, tag) = (self.index, &self.repository, &self.patch);
@@ -713,6 +727,21 @@ mod tests {
         assert!(mismatch.contains("not rolled out"), "{mismatch}");
         assert!(unknown.contains("cannot verify"), "{unknown}");
         assert!(unknown.contains("HTTP 503"), "{unknown}");
+    }
+
+    #[test]
+    fn unconfirmed_notice_key_is_stable() {
+        let unresolved = |index: usize, error: &str| UnconfirmedApproval {
+            reason: Unconfirmed::DigestUnresolved { approved: format!("sha256:{}", "a".repeat(64)), error: error.into() },
+            ..unconfirmed(index)
+        };
+        let missing = UnconfirmedApproval { reason: Unconfirmed::MissingTag, ..unconfirmed(0) };
+        let unavailable = UnconfirmedApproval { reason: Unconfirmed::TagListUnavailable, ..unconfirmed(0) };
+
+        assert_eq!(unresolved(0, "HTTP 503").notice_key(), unresolved(2, "timed out after 10s").notice_key(), "index and error are left out");
+        assert_eq!(missing.notice_key(), "docker.io/mojaloop/quoting-service:v10.4.0.2-patch: tag missing");
+        assert_ne!(missing.notice_key(), unavailable.notice_key());
+        assert!(unconfirmed(0).notice_key().contains(&"b".repeat(64)), "a mismatch names the served digest");
     }
 
     #[test]

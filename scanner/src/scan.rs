@@ -7,7 +7,8 @@
 //!  discovery ─► rows; images with a patch-versioned tag ─► by source repository
 //!  registry: one tag list per repository ─► newest patch per image ─► digests
 //!  auto policy ─► approvals ─► statuses ─► rollout
-//!  state: unannounced patches, unnotified approvals errors ─► claim ─► Slack ─► confirm or release
+//!  state: unannounced patches, unnotified approvals errors and unconfirmed approvals
+//!         ─► claim ─► Slack ─► confirm or release
 //!  report ─► stdout (by the caller) and ConfigMap image-patch-report
 //! ```
 //!
@@ -16,7 +17,8 @@
 //! error. An approvals document that cannot be parsed, and registry, Slack or state
 //! faults, are recorded in the report, and the next scan retries what this one could
 //! not finish. The errors of the approvals document also go to Slack, once per set of
-//! errors, even when the scan finds no new patch.
+//! errors, even when the scan finds no new patch. So do the approvals that the registry
+//! does not confirm, once per set, while the report lists them on every scan.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -38,10 +40,10 @@ use crate::notice::{ApprovalsErrors, EntryWorkload, Notice, PatchEntry};
 use crate::options::{Options, RolloutMode};
 use crate::registry::{Credential, RegistryClient, RegistryConfig, credentials};
 use crate::report::{self, NoticeSummary, Report, Row, Status};
-use crate::rollout::{NamespaceFilter, Plan};
+use crate::rollout::{NamespaceFilter, Plan, UnconfirmedApproval};
 use crate::secret::Secret;
 use crate::slack::SlackClient;
-use crate::state::{PatchKey, StateStore};
+use crate::state::{NotifiedSet, PatchKey, StateStore};
 
 /// Registry lookups in flight at once, over all registries. Each registry also has its own, lower cap.
 const LOOKUP_CONCURRENCY: usize = 16;
@@ -140,10 +142,10 @@ pub async fn run(client: kube::Client, options: &Options) -> Result<Report, Scan
         rollouts: report.rollouts.clone(),
         configuration_error: loaded.unparsable.as_ref().map(|unparsable| unparsable.notice_text(controller_namespace)),
         approvals_errors: None,
-        unconfirmed_approvals: unconfirmed.iter().map(crate::rollout::UnconfirmedApproval::describe).collect(),
+        unconfirmed_approvals: Vec::new(),
     };
     let approvals_errors = ApprovalsErrors { unparsable: report.configuration_error.clone(), invalid_entries: report.approval_errors.clone() };
-    report.notice = announce(&state, notice, approvals_errors, &candidates, &auto_approved, slack_url, &scan_id, options).await;
+    report.notice = announce(&state, notice, approvals_errors, &unconfirmed, &candidates, &auto_approved, slack_url, &scan_id, options).await;
 
     if !options.dry_run {
         let store = ConfigMapStore::new(client.clone(), controller_namespace, report::CONFIGMAP_NAME);
@@ -616,13 +618,15 @@ fn build_rows(
         .collect()
 }
 
-/// Announces the candidates that no scan announced before, and the approvals errors
-/// unless this set of errors was notified before, and returns what happened.
+/// Announces the candidates that no scan announced before, the approvals errors unless
+/// this set of errors was notified before, and the unconfirmed approvals unless this
+/// set of them was notified before, and returns what happened.
 #[allow(clippy::too_many_arguments)]
 async fn announce(
     state: &StateStore,
     mut notice: Notice,
     approvals_errors: ApprovalsErrors,
+    unconfirmed: &[UnconfirmedApproval],
     candidates: &BTreeMap<PatchKey, Candidate>,
     auto_approved: &BTreeMap<PatchKey, String>,
     slack_url: Option<Secret>,
@@ -632,17 +636,19 @@ async fn announce(
     let mut summary = NoticeSummary::default();
     let keys: BTreeSet<PatchKey> = candidates.keys().cloned().collect();
     let error_texts = approvals_errors.texts();
+    let unconfirmed_keys = unconfirmed_keys(unconfirmed);
     let now = Utc::now();
 
     let claimed = if options.dry_run {
-        state.read().await.map(|document| {
-            let new = document.unannounced(&keys, scan_id, now, options.claim_ttl);
-            (new, document.errors_unnotified(&error_texts, scan_id, now, options.claim_ttl))
+        state.read().await.map(|document| Claimed {
+            new: document.unannounced(&keys, scan_id, now, options.claim_ttl),
+            send_errors: document.unnotified(NotifiedSet::ConfigurationErrors, &error_texts, scan_id, now, options.claim_ttl),
+            send_unconfirmed: document.unnotified(NotifiedSet::UnconfirmedApprovals, &unconfirmed_keys, scan_id, now, options.claim_ttl),
         })
     } else {
-        claim(state, &keys, &error_texts, scan_id, now, options).await
+        claim(state, &keys, &error_texts, &unconfirmed_keys, scan_id, now, options).await
     };
-    let (new, send_errors) = match claimed {
+    let Claimed { new, send_errors, send_unconfirmed } = match claimed {
         Ok(claimed) => claimed,
         Err(error) => {
             tracing::warn!(configmap = crate::state::CONFIGMAP_NAME, %error, "cannot read or claim the state; nothing is announced, and the next scan retries");
@@ -653,6 +659,9 @@ async fn announce(
     notice.entries = new.iter().map(|key| patch_entry(key, &candidates[key], auto_approved.get(key))).collect();
     if send_errors {
         notice.approvals_errors = Some(approvals_errors);
+    }
+    if send_unconfirmed {
+        notice.unconfirmed_approvals = unconfirmed.iter().map(UnconfirmedApproval::describe).collect();
     }
     let messages = notice.to_messages();
     if messages.is_empty() {
@@ -690,6 +699,7 @@ async fn announce(
 
     let undelivered: BTreeSet<&PatchKey> = messages[failed_from..].iter().flat_map(|message| &message.patches).collect();
     let errors_delivered = send_errors && !messages[failed_from..].iter().any(|message| message.approvals_errors);
+    let unconfirmed_delivered = send_unconfirmed && !messages[failed_from..].iter().any(|message| message.unconfirmed_approvals);
     let delivered: BTreeMap<PatchKey, Option<String>> = new
         .iter()
         .filter(|key| !undelivered.contains(key))
@@ -699,7 +709,10 @@ async fn announce(
         .update_with_retry(&crate::state::UPDATE_RETRY, |document| {
             document.confirm(scan_id, &delivered, Utc::now());
             if errors_delivered {
-                document.record_errors(&error_texts, Utc::now());
+                document.record_set(NotifiedSet::ConfigurationErrors, &error_texts, Utc::now());
+            }
+            if unconfirmed_delivered {
+                document.record_set(NotifiedSet::UnconfirmedApprovals, &unconfirmed_keys, Utc::now());
             }
             true
         })
@@ -709,7 +722,7 @@ async fn announce(
         Err(error) => {
             // NOTE: when every attempt fails, Slack has the message but the state does not, so the
             // first scan after this scan's claim expires (--claim-ttl) announces these patches,
-            // and the approvals errors, again.
+            // the approvals errors and the unconfirmed approvals again.
             let patches = delivered.keys().map(|key| format!("{}:{}", key.repository, key.patch)).collect::<Vec<_>>().join(", ");
             tracing::error!(
                 configmap = crate::state::CONFIGMAP_NAME,
@@ -723,36 +736,56 @@ async fn announce(
     summary
 }
 
-/// Claims the unannounced candidates, and the approvals errors `errors` unless they were
-/// notified, for this scan; a conflict re-reads and drops what another scan claimed.
-/// Returns the claimed candidates and whether the errors were claimed.
+/// The claim of one scan: the candidates it announces, and whether it sends the
+/// approvals errors and the unconfirmed approvals.
+struct Claimed {
+    new: BTreeSet<PatchKey>,
+    send_errors: bool,
+    send_unconfirmed: bool,
+}
+
+/// Returns the sorted, distinct [`UnconfirmedApproval::notice_key`]s: the set that the
+/// state records as notified.
+fn unconfirmed_keys(unconfirmed: &[UnconfirmedApproval]) -> Vec<String> {
+    let keys: BTreeSet<String> = unconfirmed.iter().map(UnconfirmedApproval::notice_key).collect();
+    keys.into_iter().collect()
+}
+
+/// Claims the unannounced candidates for this scan, and the approvals errors `errors`
+/// and the unconfirmed approvals `unconfirmed` unless each set was notified. A
+/// conflict re-reads and drops what another scan claimed.
 async fn claim(
     state: &StateStore,
     keys: &BTreeSet<PatchKey>,
     errors: &[String],
+    unconfirmed: &[String],
     scan_id: &str,
     now: DateTime<Utc>,
     options: &Options,
-) -> Result<(BTreeSet<PatchKey>, bool), crate::state::StateError> {
-    let mut new = BTreeSet::new();
-    let mut send_errors = false;
+) -> Result<Claimed, crate::state::StateError> {
+    let mut claimed = Claimed { new: BTreeSet::new(), send_errors: false, send_unconfirmed: false };
     state
         .update(|document| {
-            new = document.unannounced(keys, scan_id, now, options.claim_ttl);
-            send_errors = document.errors_unnotified(errors, scan_id, now, options.claim_ttl);
-            // A scan without errors clears the notified set, so that errors that return are notified again.
-            let cleared = errors.is_empty() && document.clear_errors();
-            if new.is_empty() && !send_errors {
-                return cleared;
+            claimed.new = document.unannounced(keys, scan_id, now, options.claim_ttl);
+            claimed.send_errors = document.unnotified(NotifiedSet::ConfigurationErrors, errors, scan_id, now, options.claim_ttl);
+            claimed.send_unconfirmed = document.unnotified(NotifiedSet::UnconfirmedApprovals, unconfirmed, scan_id, now, options.claim_ttl);
+            // An empty set clears its record, so that texts that return are notified again.
+            let errors_cleared = errors.is_empty() && document.clear_set(NotifiedSet::ConfigurationErrors);
+            let unconfirmed_cleared = unconfirmed.is_empty() && document.clear_set(NotifiedSet::UnconfirmedApprovals);
+            if claimed.new.is_empty() && !claimed.send_errors && !claimed.send_unconfirmed {
+                return errors_cleared || unconfirmed_cleared;
             }
-            document.claim(scan_id, &new, now, options.claim_ttl);
-            if send_errors {
-                document.claim_errors(scan_id, errors);
+            document.claim(scan_id, &claimed.new, now, options.claim_ttl);
+            if claimed.send_errors {
+                document.claim_set(NotifiedSet::ConfigurationErrors, scan_id, errors);
+            }
+            if claimed.send_unconfirmed {
+                document.claim_set(NotifiedSet::UnconfirmedApprovals, scan_id, unconfirmed);
             }
             true
         })
         .await?;
-    Ok((new, send_errors))
+    Ok(claimed)
 }
 
 fn patch_entry(key: &PatchKey, candidate: &Candidate, auto_approved_by: Option<&String>) -> PatchEntry {

@@ -177,7 +177,7 @@ mod tests {
     }
 
     fn message() -> SlackMessage {
-        SlackMessage { payload: json!({"text": "hello", "blocks": []}), patches: BTreeSet::new(), approvals_errors: false }
+        SlackMessage { payload: json!({"text": "hello", "blocks": []}), patches: BTreeSet::new(), approvals_errors: false, unconfirmed_approvals: false }
     }
 
     #[tokio::test]

@@ -10,9 +10,11 @@
 //! responded, the claim turns into `announced` records, or is released on failure so
 //! the next scan retries. A claim of a scan that died is ignored after its TTL.
 //!
-//! Configuration errors follow the same steps as one unit: a scan claims, sends and
-//! records the sorted set of error texts. A set is thus notified once, and again only
-//! after it changed or after a scan found no errors and cleared the record.
+//! Two sets of texts follow the same steps, each as one unit: the configuration errors
+//! of the approvals document, and the approvals that the registry does not confirm
+//! (see [`NotifiedSet`]). A scan claims, sends and records the sorted set of texts. A
+//! set is thus notified once, and again only after it changed or after a scan found
+//! it empty and cleared the record.
 //!
 //! ```text
 //!  read ─► unannounced ─► claim (rv) ─► send ─┬─ ok ────► confirm: claim → announced
@@ -40,6 +42,17 @@ const WRITE_ATTEMPTS: usize = 10;
 /// Retries of a whole update (read, change, conditional write) after an API server error
 /// or contention: 5 attempts over about 15 s of backoff.
 pub const UPDATE_RETRY: RetryPolicy = RetryPolicy { attempts: 5, backoff: Duration::from_secs(1), max_retry_after: Duration::ZERO };
+
+/// A set of texts that is notified as one unit: once, and again only when it changes
+/// or returns after a scan found it empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifiedSet {
+    /// The errors of the approvals document.
+    ConfigurationErrors,
+    /// The approvals that the registry does not confirm, by the keys of
+    /// `UnconfirmedApproval::notice_key`, which leave out changing error details.
+    UnconfirmedApprovals,
+}
 
 /// A repository's patch tag: the unit that is announced once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -77,13 +90,32 @@ pub struct Claim {
     /// The claimed set of configuration errors, empty when the scan claimed none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configuration_errors: Vec<String>,
+    /// The claimed set of unconfirmed approvals, empty when the scan claimed none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unconfirmed_approvals: Vec<String>,
 }
 
-/// A set of configuration errors that Slack accepted a notice for.
+impl Claim {
+    fn texts(&self, set: NotifiedSet) -> &[String] {
+        match set {
+            NotifiedSet::ConfigurationErrors => &self.configuration_errors,
+            NotifiedSet::UnconfirmedApprovals => &self.unconfirmed_approvals,
+        }
+    }
+
+    fn texts_mut(&mut self, set: NotifiedSet) -> &mut Vec<String> {
+        match set {
+            NotifiedSet::ConfigurationErrors => &mut self.configuration_errors,
+            NotifiedSet::UnconfirmedApprovals => &mut self.unconfirmed_approvals,
+        }
+    }
+}
+
+/// A set of texts, configuration errors or unconfirmed approvals, that Slack accepted a notice for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotifiedErrors {
-    /// The error texts, sorted.
+    /// The texts, sorted.
     pub errors: Vec<String>,
     /// When Slack accepted the notice.
     pub notified_at: DateTime<Utc>,
@@ -105,6 +137,9 @@ pub struct StateDocument {
     /// The configuration errors notified last, until a scan finds none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notified_configuration_errors: Option<NotifiedErrors>,
+    /// The unconfirmed approvals notified last, until a scan finds none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified_unconfirmed_approvals: Option<NotifiedErrors>,
 }
 
 /// An approvals document that parsed, as a scan read it from the approvals ConfigMap.
@@ -153,39 +188,51 @@ impl StateDocument {
             claimed_at: now,
             patches: patches.iter().cloned().collect(),
             configuration_errors: Vec::new(),
+            unconfirmed_approvals: Vec::new(),
         });
     }
 
-    /// Checks whether `errors` (sorted) is a set that is neither notified nor claimed
+    fn notified(&mut self, set: NotifiedSet) -> &mut Option<NotifiedErrors> {
+        match set {
+            NotifiedSet::ConfigurationErrors => &mut self.notified_configuration_errors,
+            NotifiedSet::UnconfirmedApprovals => &mut self.notified_unconfirmed_approvals,
+        }
+    }
+
+    /// Checks whether `texts` (sorted) is a `set` that is neither notified nor claimed
     /// by a live claim of another scan. An empty set is never to be notified.
-    pub fn errors_unnotified(&self, errors: &[String], scan_id: &str, now: DateTime<Utc>, claim_ttl: Duration) -> bool {
-        if errors.is_empty() {
+    pub fn unnotified(&self, set: NotifiedSet, texts: &[String], scan_id: &str, now: DateTime<Utc>, claim_ttl: Duration) -> bool {
+        if texts.is_empty() {
             return false;
         }
-        let notified = self.notified_configuration_errors.as_ref().is_some_and(|record| record.errors == errors);
+        let record = match set {
+            NotifiedSet::ConfigurationErrors => &self.notified_configuration_errors,
+            NotifiedSet::UnconfirmedApprovals => &self.notified_unconfirmed_approvals,
+        };
+        let notified = record.as_ref().is_some_and(|record| record.errors == texts);
         let claimed = self
             .claims
             .iter()
-            .any(|claim| claim.scan_id != scan_id && is_live(claim, now, claim_ttl) && claim.configuration_errors == errors);
+            .any(|claim| claim.scan_id != scan_id && is_live(claim, now, claim_ttl) && claim.texts(set) == texts);
         !notified && !claimed
     }
 
-    /// Adds `errors` to `scan_id`'s claim, which [`StateDocument::claim`] made first.
-    pub fn claim_errors(&mut self, scan_id: &str, errors: &[String]) {
+    /// Adds `texts` as `set` to `scan_id`'s claim, which [`StateDocument::claim`] made first.
+    pub fn claim_set(&mut self, set: NotifiedSet, scan_id: &str, texts: &[String]) {
         if let Some(claim) = self.claims.iter_mut().find(|claim| claim.scan_id == scan_id) {
-            claim.configuration_errors = errors.to_vec();
+            *claim.texts_mut(set) = texts.to_vec();
         }
     }
 
-    /// Records `errors` as the notified set, replacing the set notified before.
-    pub fn record_errors(&mut self, errors: &[String], now: DateTime<Utc>) {
-        self.notified_configuration_errors = Some(NotifiedErrors { errors: errors.to_vec(), notified_at: now });
+    /// Records `texts` as the notified `set`, replacing what was notified before.
+    pub fn record_set(&mut self, set: NotifiedSet, texts: &[String], now: DateTime<Utc>) {
+        *self.notified(set) = Some(NotifiedErrors { errors: texts.to_vec(), notified_at: now });
     }
 
-    /// Clears the notified set, so that the next configuration error is notified even
-    /// when it equals the last one. Returns `false`, and changes nothing, when none is recorded.
-    pub fn clear_errors(&mut self) -> bool {
-        self.notified_configuration_errors.take().is_some()
+    /// Clears the notified `set`, so that its next texts are notified even when they
+    /// equal the last ones. Returns `false`, and changes nothing, when none is recorded.
+    pub fn clear_set(&mut self, set: NotifiedSet) -> bool {
+        self.notified(set).take().is_some()
     }
 
     /// Turns the claimed `patches` into announced records and drops `scan_id`'s claim.
@@ -409,67 +456,93 @@ mod tests {
         texts.iter().map(|text| text.to_string()).collect()
     }
 
-    #[test]
-    fn errors_notified_once_per_set() {
+    #[rstest]
+    #[case::configuration_errors(NotifiedSet::ConfigurationErrors)]
+    #[case::unconfirmed_approvals(NotifiedSet::UnconfirmedApprovals)]
+    fn set_notified_once_until_changed(#[case] set: NotifiedSet) {
         let mut document = StateDocument::default();
         let first = errors(&["approvals[0] (line 2): patch is invalid"]);
         let changed = errors(&["approvals[0] (line 2): patch is invalid", "approvals[1] (line 6): namespaces is empty"]);
 
-        let before = document.errors_unnotified(&first, "scan-a", at(0), TTL);
-        document.record_errors(&first, at(0));
-        let same_again = document.errors_unnotified(&first, "scan-b", at(1), TTL);
-        let after_change = document.errors_unnotified(&changed, "scan-b", at(1), TTL);
+        let before = document.unnotified(set, &first, "scan-a", at(0), TTL);
+        document.record_set(set, &first, at(0));
+        let same_again = document.unnotified(set, &first, "scan-b", at(1), TTL);
+        let after_change = document.unnotified(set, &changed, "scan-b", at(1), TTL);
 
         assert!(before);
         assert!(!same_again);
         assert!(after_change);
-        assert!(!document.errors_unnotified(&[], "scan-a", at(0), TTL), "an empty set is never notified");
+        assert!(!document.unnotified(set, &[], "scan-a", at(0), TTL), "an empty set is never notified");
     }
 
-    #[test]
-    fn errors_cleared_are_notified_again() {
+    #[rstest]
+    #[case::configuration_errors(NotifiedSet::ConfigurationErrors)]
+    #[case::unconfirmed_approvals(NotifiedSet::UnconfirmedApprovals)]
+    fn set_cleared_is_notified_again(#[case] set: NotifiedSet) {
         let mut document = StateDocument::default();
-        let set = errors(&["approvals document is invalid"]);
-        document.record_errors(&set, at(0));
+        let texts = errors(&["approvals document is invalid"]);
+        document.record_set(set, &texts, at(0));
 
-        let cleared = document.clear_errors();
-        let cleared_twice = document.clear_errors();
+        let cleared = document.clear_set(set);
+        let cleared_twice = document.clear_set(set);
 
         assert!(cleared);
         assert!(!cleared_twice, "nothing to clear costs no write");
-        assert!(document.errors_unnotified(&set, "scan-b", at(1), TTL));
+        assert!(document.unnotified(set, &texts, "scan-b", at(1), TTL));
     }
 
-    #[test]
-    fn errors_live_claim_of_other_scan_blocks() {
+    #[rstest]
+    #[case::configuration_errors(NotifiedSet::ConfigurationErrors)]
+    #[case::unconfirmed_approvals(NotifiedSet::UnconfirmedApprovals)]
+    fn set_live_claim_of_other_scan_blocks(#[case] set: NotifiedSet) {
         let mut document = StateDocument::default();
-        let set = errors(&["approvals document is invalid"]);
+        let texts = errors(&["approvals document is invalid"]);
         document.claim("scan-a", &BTreeSet::new(), at(0), TTL);
-        document.claim_errors("scan-a", &set);
+        document.claim_set(set, "scan-a", &texts);
 
-        assert!(!document.errors_unnotified(&set, "scan-b", at(1), TTL));
-        assert!(document.errors_unnotified(&set, "scan-a", at(1), TTL), "a scan's own claim does not block it");
-        assert!(document.errors_unnotified(&set, "scan-b", at(16), TTL), "an expired claim is ignored");
+        assert!(!document.unnotified(set, &texts, "scan-b", at(1), TTL));
+        assert!(document.unnotified(set, &texts, "scan-a", at(1), TTL), "a scan's own claim does not block it");
+        assert!(document.unnotified(set, &texts, "scan-b", at(16), TTL), "an expired claim is ignored");
         document.release("scan-a");
-        assert!(document.errors_unnotified(&set, "scan-b", at(1), TTL), "a released claim is ignored");
+        assert!(document.unnotified(set, &texts, "scan-b", at(1), TTL), "a released claim is ignored");
     }
 
     #[test]
-    fn notified_errors_round_trip() {
+    fn notified_sets_are_independent() {
         let mut document = StateDocument::default();
-        document.record_errors(&errors(&["approvals[0] (line 2): bad"]), at(0));
+        let texts = errors(&["docker.io/mojaloop/quoting-service:v10.4.0.9-patch: tag missing"]);
+        document.record_set(NotifiedSet::UnconfirmedApprovals, &texts, at(0));
         document.claim("scan-a", &BTreeSet::new(), at(0), TTL);
-        document.claim_errors("scan-a", &errors(&["x"]));
+        document.claim_set(NotifiedSet::UnconfirmedApprovals, "scan-a", &errors(&["claimed"]));
+
+        assert!(document.unnotified(NotifiedSet::ConfigurationErrors, &texts, "scan-b", at(1), TTL));
+        assert!(document.unnotified(NotifiedSet::ConfigurationErrors, &errors(&["claimed"]), "scan-b", at(1), TTL));
+        assert!(!document.clear_set(NotifiedSet::ConfigurationErrors));
+        assert!(!document.unnotified(NotifiedSet::UnconfirmedApprovals, &texts, "scan-b", at(1), TTL), "clearing the other set keeps this one");
+    }
+
+    #[test]
+    fn notified_sets_round_trip() {
+        let mut document = StateDocument::default();
+        document.record_set(NotifiedSet::ConfigurationErrors, &errors(&["approvals[0] (line 2): bad"]), at(0));
+        document.record_set(NotifiedSet::UnconfirmedApprovals, &errors(&["r:p: tag missing"]), at(0));
+        document.claim("scan-a", &BTreeSet::new(), at(0), TTL);
+        document.claim_set(NotifiedSet::ConfigurationErrors, "scan-a", &errors(&["x"]));
+        document.claim_set(NotifiedSet::UnconfirmedApprovals, "scan-a", &errors(&["y"]));
 
         let text = serde_json::to_string(&document).unwrap();
         let parsed: StateDocument = serde_json::from_str(&text).unwrap();
         let older: StateDocument = serde_json::from_str(r#"{"announced": [], "claims": [{"scanId": "a", "claimedAt": "2025-01-01T12:00:00Z", "patches": []}]}"#).unwrap();
 
         assert!(text.contains(r#""notifiedConfigurationErrors":{"errors":["approvals[0] (line 2): bad"]"#), "{text}");
+        assert!(text.contains(r#""notifiedUnconfirmedApprovals":{"errors":["r:p: tag missing"]"#), "{text}");
         assert!(text.contains(r#""configurationErrors":["x"]"#), "{text}");
+        assert!(text.contains(r#""unconfirmedApprovals":["y"]"#), "{text}");
         assert_eq!(parsed, document);
         assert_eq!(older.notified_configuration_errors, None);
+        assert_eq!(older.notified_unconfirmed_approvals, None);
         assert!(older.claims[0].configuration_errors.is_empty());
+        assert!(older.claims[0].unconfirmed_approvals.is_empty());
     }
 
     #[test]

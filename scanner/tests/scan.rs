@@ -692,3 +692,85 @@ async fn missing_namespace_reported() {
     assert!(error.contains("--namespace"), "{error}");
     assert!(report.to_table().contains("discovery error: namespace absent: namespace does not exist"));
 }
+
+/// Returns the delivered Slack messages that list approvals that were not rolled out.
+fn unconfirmed_messages(slack: &testsupport::slack::SlackReceiver) -> Vec<String> {
+    slack
+        .delivered()
+        .iter()
+        .map(|message| message.text().unwrap_or_default().to_string())
+        .filter(|text| text.contains("Approvals not rolled out"))
+        .collect()
+}
+
+/// Returns an approvals document that approves the quoting service's `patch` of release line v10.4.0.
+fn quoting_approval(registry: &str, patch: &str) -> String {
+    format!("approvals:\n  - image: {registry}/{QUOTING}\n    version: v10.4.0\n    patch: {patch}\n")
+}
+
+#[tokio::test]
+async fn missing_approved_tag_notified_once() {
+    let stack = common::start(true).await;
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    let registry = stack.proxy.address().to_string();
+    let missing = quoting_approval(&registry, "v10.4.0.9-patch");
+    stack.set_approvals(&missing).await;
+    stack.deployment(MOJALOOP, "quoting", &[("app", &stack.image(QUOTING, "v10.4.0"))], &[], &[]).await;
+
+    let first = stack.scan(&[]).await.unwrap();
+    let second = stack.scan(&["--rollout=patch"]).await.unwrap();
+    let third = stack.scan(&["--rollout=off"]).await.unwrap();
+
+    assert_eq!(unconfirmed_messages(&stack.slack).len(), 1, "{:?}", unconfirmed_messages(&stack.slack));
+    assert!(unconfirmed_messages(&stack.slack)[0].contains("no tag v10.4.0.9-patch"));
+    assert_eq!(first.notice.messages_sent, 1, "{:?}", first.notice);
+    assert_eq!(second.notice.messages_sent, 0, "{:?}", second.notice);
+    assert_eq!(third.notice.messages_sent, 0, "{:?}", third.notice);
+    for report in [&first, &second, &third] {
+        let quoting = row(report, "Deployment", "quoting", "app");
+        assert_eq!(quoting.status, Status::RegistryError, "the report lists it on every scan");
+        assert!(quoting.detail.as_deref().unwrap_or_default().contains("no tag v10.4.0.9-patch"), "{:?}", quoting.detail);
+    }
+    let table = stack.config_map_data("image-patch-report", "report.txt").await.unwrap();
+    assert!(table.contains("no tag v10.4.0.9-patch"), "{table}");
+    assert!(state_text(&stack).await.contains("notifiedUnconfirmedApprovals"));
+
+    stack.set_approvals(&quoting_approval(&registry, "v10.4.0.1-patch")).await;
+    let fixed = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(fixed.notice.messages_sent, 0, "{:?}", fixed.notice);
+    assert_eq!(row(&fixed, "Deployment", "quoting", "app").status, Status::Approved);
+    assert!(!state_text(&stack).await.contains("notifiedUnconfirmedApprovals"), "the fix clears the record");
+
+    stack.set_approvals(&missing).await;
+    let broken_again = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(broken_again.notice.messages_sent, 1, "{:?}", broken_again.notice);
+    assert_eq!(unconfirmed_messages(&stack.slack).len(), 2, "the same approval after a fix is notified again");
+}
+
+#[tokio::test]
+async fn slack_outage_then_unconfirmed_notified() {
+    let stack = common::start(false).await;
+    stack.seed(QUOTING, &["v10.4.0", "v10.4.0.1-patch"]).await;
+    stack.set_approvals(&quoting_approval(stack.proxy.address(), "v10.4.0.9-patch")).await;
+    stack.deployment(MOJALOOP, "quoting", &[("app", &stack.image(QUOTING, "v10.4.0"))], &[], &[]).await;
+    // The test options allow two Slack attempts, so both fail.
+    stack.slack.reply_next(testsupport::slack::Reply::ServerError, 2);
+
+    let outage = stack.scan(&[]).await.unwrap();
+
+    assert!(outage.notice.error.is_some(), "{:?}", outage.notice);
+    assert!(stack.slack.delivered().is_empty());
+    let state = state_text(&stack).await;
+    assert!(!state.contains("notifiedUnconfirmedApprovals"), "an outage records nothing: {state}");
+    assert!(!state.contains("unconfirmedApprovals"), "the claim is released: {state}");
+
+    let recovered = stack.scan(&[]).await.unwrap();
+    let again = stack.scan(&[]).await.unwrap();
+
+    assert_eq!(recovered.notice.messages_sent, 1, "{:?}", recovered.notice);
+    assert_eq!(again.notice.messages_sent, 0, "{:?}", again.notice);
+    assert_eq!(unconfirmed_messages(&stack.slack).len(), 1);
+    assert!(unconfirmed_messages(&stack.slack)[0].contains("approvals[0]"));
+}
