@@ -247,8 +247,8 @@ impl Review {
 }
 
 /// Reviews one request: finds its image fields, decides each under `approvals` (through
-/// `decisions`), and builds the response. Never fails: a fault becomes an allowed,
-/// unchanged response with a warning.
+/// `decisions`), and builds the response. It returns a [`Review`] in every case: a fault in
+/// building the patch becomes an allowed, unchanged response with a warning.
 pub fn review(
     request: &ReviewRequest<'_>,
     approvals: &Arc<Approvals>,

@@ -10,13 +10,14 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use common::crate_dir;
 use serde_json::{Value, json};
 use testsupport::cluster::Cluster;
+use testsupport::wait::eventually;
 use tokio::net::TcpListener;
 use webhook::admission::PREVIOUS_IMAGES_ANNOTATION;
 use webhook::options::Options;
@@ -150,24 +151,6 @@ fn previous_images(object: &Value) -> Result<Value> {
         .as_str()
         .context("previous-images annotation")?;
     Ok(serde_json::from_str(recorded)?)
-}
-
-/// Polls `check` every 200 ms until it returns true, for up to `limit`.
-async fn eventually<F, Fut>(description: &str, limit: Duration, mut check: F) -> Result<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<bool>>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await? {
-            return Ok(started.elapsed());
-        }
-        if started.elapsed() > limit {
-            bail!("timed out after {limit:?} waiting for {description}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Serves `POST /mirror`, a stand-in for a policy engine that sends Docker Hub images

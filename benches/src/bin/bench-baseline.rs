@@ -6,7 +6,7 @@
 //! logging and metrics.
 //!
 //! With `--parse` it also reads each body with the webhook's request parser
-//! ([`webhook::admission::parse_review`]) before it answers. That server shows how much of
+//! ([`webhook::admission::parse_review`]) before it returns the fixed response. That server shows how much of
 //! the webhook's cost is reading the request at all, apart from what it does with it.
 
 use std::fs::File;
@@ -41,7 +41,7 @@ struct Options {
     /// PEM private key.
     #[arg(long)]
     tls_key: PathBuf,
-    /// Parse each body as the webhook does before answering.
+    /// Whether each body is parsed as the webhook does before the fixed response.
     #[arg(long)]
     parse: bool,
 }

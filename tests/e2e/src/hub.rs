@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use testsupport::wait::eventually;
 use testsupport::{Cluster, Registry, SlackReceiver};
 
 use crate::process::{Binaries, ChildProcess};
@@ -558,7 +559,8 @@ impl Hub {
         eventually(&format!("a Pod with {image} to be admitted as {expected}"), Duration::from_secs(30), || async {
             Ok(self.dry_run_pod_image(namespace, image).await? == expected)
         })
-        .await
+        .await?;
+        Ok(())
     }
 
     /// Returns the Deployment.
@@ -635,24 +637,6 @@ pub fn pod_spec_images(spec: &Value) -> BTreeMap<String, String> {
             )
         })
         .collect()
-}
-
-/// Polls `check` every 200 ms until it returns true, for up to `limit`.
-pub async fn eventually<F, Fut>(description: &str, limit: Duration, mut check: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<bool>>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        if started.elapsed() > limit {
-            bail!("timed out after {limit:?} waiting for {description}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn run(mut command: tokio::process::Command, args: &[&str]) -> Result<CommandOutput> {

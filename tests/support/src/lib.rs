@@ -38,6 +38,7 @@ pub mod registry;
 pub mod seed;
 pub mod slack;
 pub mod tools;
+pub mod wait;
 
 pub use cluster::{CertifiedKey, Cluster, ClusterOptions};
 pub use error::{Error, Result};

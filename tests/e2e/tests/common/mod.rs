@@ -149,7 +149,7 @@ pub async fn auto_policy(hub: &Hub) -> Result<()> {
         template == scenarios::chart_images(hub, "ml-api-adapter"),
         "auto: in pods-only mode the Deployment's template keeps the chart's tags: {template:?}"
     );
-    e2e::hub::eventually("a new ReplicaSet of ml-api-adapter", std::time::Duration::from_secs(30), || async {
+    testsupport::wait::eventually("a new ReplicaSet of ml-api-adapter", std::time::Duration::from_secs(30), || async {
         Ok(hub.replica_set_count(HUB, "ml-api-adapter").await? > before)
     })
     .await?;
