@@ -45,7 +45,7 @@ pub struct Options {
     pub approvals_poll_interval: Duration,
 
     /// Namespace of the approvals ConfigMap: the webhook's own.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "image-patch-system")]
+    #[arg(long, env = "POD_NAMESPACE", default_value = "image-patch-system", value_parser = parse_namespace)]
     pub namespace: String,
 
     /// `audit` only warns what would be rewritten, in every namespace.
@@ -102,6 +102,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "{text:?} has the unit {unit:?}, which is not supported: write ms, s or m, such as 500ms, 5s or 2m"
         )),
     }
+}
+
+/// Longest namespace name: a DNS-1123 label.
+const MAX_NAMESPACE_LENGTH: usize = 63;
+
+/// Parses a namespace name, so that a typo fails at start instead of leaving the webhook
+/// watching a ConfigMap that can never exist.
+pub fn parse_namespace(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let alphanumeric = |byte: &u8| byte.is_ascii_lowercase() || byte.is_ascii_digit();
+    let valid = !bytes.is_empty()
+        && bytes.len() <= MAX_NAMESPACE_LENGTH
+        && bytes.iter().all(|byte| alphanumeric(byte) || *byte == b'-')
+        && bytes.first().is_some_and(alphanumeric)
+        && bytes.last().is_some_and(alphanumeric);
+    if !valid {
+        return Err(format!(
+            "invalid namespace name {text:?}: expected 1 to {MAX_NAMESPACE_LENGTH} lowercase letters, digits or '-', starting and ending with a letter or digit, such as image-patch-system"
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 /// Parses a polling interval: a duration above zero, because a timer of zero panics.
@@ -184,6 +205,8 @@ mod tests {
     #[case::huge_body(&["--max-body-bytes", "99999999999999"], "above 67108864")]
     #[case::hour_unit(&["--request-timeout", "1h"], "unit \"h\", which is not supported")]
     #[case::no_unit(&["--tls-poll-interval", "5"], "has no unit")]
+    #[case::bad_namespace(&["--namespace", "Bad_NS"], "invalid namespace name")]
+    #[case::empty_namespace(&["--namespace", ""], "invalid namespace name")]
     fn unusable_values_rejected(#[case] arguments: &[&str], #[case] message: &str) {
         let command_line = std::iter::once("image-patch-webhook").chain(arguments.iter().copied());
 
