@@ -104,7 +104,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// Longest namespace name: a DNS-1123 label.
+/// Maximum length of a namespace name, a DNS-1123 label.
 const MAX_NAMESPACE_LENGTH: usize = 63;
 
 /// Parses a namespace name, so that a typo fails at start instead of leaving the webhook
